@@ -1,0 +1,55 @@
+"""Write outputs all-or-nothing: build in a hidden sibling folder, then rename into place.
+
+An interrupted run (Ctrl-C, a crash, a kill) leaves no half-written output under the user's name; the
+hidden temporary folder is removed on any exception and is recognisable (``.<name>.partial-*``) otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from awq2trt.errors import Awq2TrtError
+
+
+def check_output_dir(path: Path, *, force: bool) -> None:
+    """Refuse a non-empty existing output (or a file in its place) unless *force*."""
+    if path.exists() and not path.is_dir():
+        raise Awq2TrtError(path, expected="a folder path for the output", got="an existing file")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise Awq2TrtError(
+            path, expected="an empty or new output folder", got="a non-empty folder (pass --force to replace it)"
+        )
+    parent = path.resolve().parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Awq2TrtError(parent, expected="a creatable folder", got=exc.strerror) from exc
+    if not os.access(parent, os.W_OK):
+        raise Awq2TrtError(parent, expected="a writable folder", got="no write permission")
+
+
+@contextmanager
+def atomic_output_dir(path: str | Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder; on success it replaces *path*, on failure it is deleted."""
+    final = Path(path)
+    check_output_dir(final, force=force)
+    parent = final.resolve().parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=parent))
+    try:
+        yield tmp
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=parent))
+            os.replace(final, old / "x")
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,175 @@
+"""Find and read the weight files of a Hugging Face folder, lazily, one tensor at a time.
+
+Only the checkpoint's own files are read: the shards an index names, or ``model*.safetensors``.  Other
+``*.safetensors`` in the folder (reference outputs, adapters, ...) are never touched.  Pickle-based weights
+(``.bin``/``.pt``/``.pth``) can execute code when loaded and are refused unless the caller opts in; even then
+they are loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from awq2trt.errors import Awq2TrtError
+
+INDEX_NAME = "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+_SAFETENSORS_DTYPES = {
+    "F16": np.float16, "BF16": None, "F32": np.float32, "F64": np.float64,
+    "I8": np.int8, "U8": np.uint8, "I16": np.int16, "I32": np.int32, "I64": np.int64, "BOOL": np.bool_,
+}  # fmt: skip
+
+
+def _read_safetensors_header(path: Path) -> dict[str, dict]:
+    """Parse and sanity-check a safetensors header ourselves, so a truncated or corrupt file fails here."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise Awq2TrtError(path, expected="a safetensors file", got=f"{size} bytes")
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > size - 8 or header_len > 100_000_000:
+                raise Awq2TrtError(path, expected="a safetensors header that fits the file", got=f"{header_len} bytes")
+            header = json.loads(fh.read(header_len))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Awq2TrtError(path, expected="a readable safetensors file", got=type(exc).__name__) from exc
+    if not isinstance(header, dict):
+        raise Awq2TrtError(path, expected="a safetensors JSON header", got=type(header).__name__)
+    data_size = size - 8 - header_len
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            end = int(info["data_offsets"][1])
+            dtype = info["dtype"]
+            list(info["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Awq2TrtError(f"{path}: {name}", expected="dtype, shape and data_offsets", got=info) from exc
+        if end > data_size:
+            raise Awq2TrtError(
+                f"{path}: {name}", expected=f"data within the file ({data_size} bytes)", got=f"data up to byte {end}"
+            )
+        if dtype not in _SAFETENSORS_DTYPES:
+            raise Awq2TrtError(f"{path}: {name}", expected="a numeric dtype", got=dtype)
+    return header
+
+
+class WeightFiles:
+    """Lazy access to every tensor of a checkpoint by name."""
+
+    def __init__(self, folder: Path, *, allow_pickle: bool = False) -> None:
+        self.folder = folder
+        self._file_of: dict[str, Path] = {}
+        self._meta: dict[str, tuple[str, list[int]]] = {}
+        self._pickled: dict[str, np.ndarray] | None = None
+        self._handles: dict[Path, object] = {}
+        index = folder / INDEX_NAME
+        files = self._files_from_index(index) if index.exists() else sorted(folder.glob("model*.safetensors"))
+        if not files:
+            pickled = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+            if pickled and not allow_pickle:
+                raise Awq2TrtError(
+                    pickled[0],
+                    expected="safetensors weights (pickle files can run code when loaded)",
+                    got="pickle-based weights",
+                    detail="convert them to safetensors, or pass --allow-pickle if you trust the file",
+                )
+            if pickled:
+                self._load_pickled(pickled)
+                return
+            raise Awq2TrtError(folder, expected="model.safetensors, model-*.safetensors or " + INDEX_NAME, got="none")
+        for path in files:
+            header = _read_safetensors_header(path)
+            for name, info in header.items():
+                if name == "__metadata__":
+                    continue
+                if name in self._file_of:
+                    raise Awq2TrtError(
+                        path, expected=f"tensor {name} stored once", got=f"also in {self._file_of[name].name}"
+                    )
+                self._file_of[name] = path
+                self._meta[name] = (info["dtype"], list(info["shape"]))
+        self.files = files
+
+    def _files_from_index(self, index: Path) -> list[Path]:
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise Awq2TrtError(index, expected='JSON with a "weight_map" object', got=type(exc).__name__) from exc
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise Awq2TrtError(index, expected="a non-empty weight_map", got=weight_map)
+        files = []
+        for shard in dict.fromkeys(weight_map.values()):
+            path = self.folder / str(shard)
+            if not path.is_file():
+                raise Awq2TrtError(index, expected=f"shard {shard} to exist", got="missing file")
+            files.append(path)
+        self._index_map = weight_map
+        return files
+
+    def _load_pickled(self, paths: list[Path]) -> None:
+        import torch
+
+        tensors: dict[str, np.ndarray] = {}
+        for path in paths:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
+                raise Awq2TrtError(
+                    path, expected="a torch state dict of tensors", got=str(exc).splitlines()[0]
+                ) from exc
+            for name, value in state.items():
+                tensors[name] = _to_numpy(value)
+                self._file_of[name] = path
+                self._meta[name] = (str(tensors[name].dtype), list(tensors[name].shape))
+        self._pickled = tensors
+        self.files = paths
+
+    def names(self) -> list[str]:
+        return list(self._file_of)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._file_of
+
+    def shape(self, name: str) -> list[int]:
+        return self._meta[name][1]
+
+    def dtype_name(self, name: str) -> str:
+        return self._meta[name][0]
+
+    def file_of(self, name: str) -> Path:
+        return self._file_of[name]
+
+    def get(self, name: str) -> np.ndarray:
+        """One tensor as a numpy array (bf16 widened exactly to fp32, since numpy has no bf16)."""
+        if name not in self._file_of:
+            raise Awq2TrtError(f"{self.folder}: {name}", expected="this tensor in the checkpoint", got="no such tensor")
+        if self._pickled is not None:
+            return self._pickled[name]
+        from safetensors import safe_open
+
+        path = self._file_of[name]
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = self._handles[path] = safe_open(str(path), framework="pt")
+        return _to_numpy(handle.get_tensor(name))
+
+    def items(self) -> Iterator[tuple[str, np.ndarray]]:
+        for name in self._file_of:
+            yield name, self.get(name)
+
+
+def _to_numpy(tensor: object) -> np.ndarray:
+    import torch
+
+    if not isinstance(tensor, torch.Tensor):
+        raise Awq2TrtError("state dict entry", expected="a tensor", got=type(tensor).__name__)
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.float()
+    return tensor.contiguous().numpy()

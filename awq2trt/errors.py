@@ -1,0 +1,44 @@
+"""The one user-facing error type.
+
+Every mistake a user can make (a bad checkpoint, a wrong option, an unwritable path) is raised as
+`Awq2TrtError`.  The CLI prints it as a single line and exits non-zero; anything else that escapes is
+a bug in awq2trt and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Awq2TrtError(Exception):
+    """A user error: names *where* it happened and what was expected there.
+
+    The message always reads ``<where>: expected <expected>, got <got>`` when both halves are known,
+    or ``<where>: <detail>`` otherwise, so a one-line CLI report is always enough to act on.
+    """
+
+    def __init__(
+        self,
+        where: str | Path,
+        *,
+        expected: str | None = None,
+        got: object = None,
+        detail: str | None = None,
+    ) -> None:
+        self.where = str(where)
+        self.expected = expected
+        self.got = got
+        self.detail = detail
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        parts = []
+        if self.expected is not None:
+            parts.append(f"expected {self.expected}, got {self.got}")
+        if self.detail:
+            parts.append(self.detail)
+        return f"{self.where}: " + "; ".join(parts) if parts else self.where
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,0 +1,1 @@
+"""Quality measurements on the reference model: perplexity and greedy generation."""

@@ -1,0 +1,98 @@
+"""`quantize_checkpoint`: dense Hugging Face model folder -> AutoAWQ GEMM checkpoint, streamed per tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from awq2trt.checkpoint.awq_config import AwqConfig
+from awq2trt.checkpoint.reader import open_checkpoint
+from awq2trt.checkpoint.writer import write_awq_gemm_checkpoint
+from awq2trt.errors import Awq2TrtError
+from awq2trt.modeling.loader import check_model_type
+from awq2trt.quant_weight import QuantWeight
+from awq2trt.quantize.rtn import rtn_quantize
+
+METHODS = ("rtn",)
+# Linear weights of the supported decoder architectures (everything else stays dense).
+LINEAR_SUFFIXES = (
+    "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight",
+    "mlp.gate_proj.weight",
+    "mlp.up_proj.weight",
+    "mlp.down_proj.weight",
+)
+DENSE_DTYPES = {"fp16": np.float16, "fp32": np.float32}
+
+
+def quantize_checkpoint(
+    source: str | Path,
+    output: str | Path,
+    *,
+    method: str = "rtn",
+    group_size: int = 128,
+    zero_point: bool = True,
+    modules_to_not_convert: list[str] | None = None,
+    dense_dtype: str = "fp16",
+    max_shard_bytes: int | None = None,
+    force: bool = False,
+    allow_pickle: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Quantize every decoder Linear of the dense model at *source*; write an AutoAWQ GEMM checkpoint."""
+    if method not in METHODS:
+        raise Awq2TrtError("--method", expected=" or ".join(METHODS) + " (awq arrives with its own issue)", got=method)
+    if dense_dtype not in DENSE_DTYPES:
+        raise Awq2TrtError("--dense-dtype", expected="fp16 or fp32", got=dense_dtype)
+    awq_config = AwqConfig(group_size=group_size, zero_point=zero_point, modules_to_not_convert=modules_to_not_convert)
+    ckpt = open_checkpoint(source, allow_pickle=allow_pickle)
+    if ckpt.format != "dense":
+        raise Awq2TrtError(source, expected="a dense (unquantized) model to quantize", got=f"a {ckpt.title} checkpoint")
+    check_model_type(ckpt)
+    names = ckpt.weights.names()
+    to_quantize = [
+        n for n in names if n.endswith(LINEAR_SUFFIXES) and not awq_config.keeps_dense(n.removesuffix(".weight"))
+    ]
+    # Validate every shape up front so a bad group size fails before anything is written.
+    for name in to_quantize:
+        k = ckpt.weights.shape(name)[1]
+        if k % group_size:
+            raise Awq2TrtError(
+                name.removesuffix(".weight"),
+                expected=f"in_features={k} divisible by the group size",
+                got=f"group_size={group_size} (try 32 or 64)",
+            )
+    skip = set(to_quantize) | {n.removesuffix(".weight") + ".bias" for n in to_quantize}
+    dtype = DENSE_DTYPES[dense_dtype]
+
+    def dense() -> Iterator[tuple[str, np.ndarray]]:
+        for name in names:
+            if name in skip:
+                continue
+            array = ckpt.tensor(name)
+            yield name, array.astype(dtype) if np.issubdtype(array.dtype, np.floating) else array
+
+    def quantized() -> Iterator[tuple[str, QuantWeight, np.ndarray | None]]:
+        for name in tqdm(to_quantize, desc=f"{method} int4 g{group_size}", disable=not progress):
+            module = name.removesuffix(".weight")
+            bias_name = module + ".bias"
+            bias = ckpt.tensor(bias_name) if bias_name in ckpt.weights else None
+            yield module, rtn_quantize(ckpt.tensor(name), group_size, zero_point=zero_point, name=module), bias
+
+    config = {k: v for k, v in ckpt.config.items() if k not in ("quantization_config", "torch_dtype", "dtype")}
+    config["torch_dtype"] = "float16" if dense_dtype == "fp16" else "float32"
+    return write_awq_gemm_checkpoint(
+        output,
+        config=config,
+        awq_config=awq_config,
+        quantized=quantized(),
+        dense=dense(),
+        copy_files_from=ckpt.folder,
+        max_shard_bytes=max_shard_bytes,
+        force=force,
+    )
