@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -305,10 +307,27 @@ def _quiet_libraries(verbose: bool) -> None:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary outputs are removed on the way out."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_libraries(args.verbose)
+    # SIGTERM unwinds like Ctrl-C (so temporary outputs are removed); restored on the way out.
+    # (Signal handlers can only be set from the main thread; elsewhere the default stays.)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return _dispatch(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
@@ -323,8 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug in awq2trt: say so in one line, full traceback with --verbose
         if args.verbose:
             raise
+        message = " ".join(str(exc).split())
         print(
-            f"error: internal error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)",
+            f"error: internal error: {type(exc).__name__}: {message} (rerun with --verbose for the traceback)",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -38,7 +38,8 @@ class Awq2TrtError(Exception):
             parts.append(f"expected {self.expected}, got {self.got}")
         if self.detail:
             parts.append(self.detail)
-        return f"{self.where}: " + "; ".join(parts) if parts else self.where
+        text = f"{self.where}: " + "; ".join(parts) if parts else self.where
+        return " ".join(text.split())  # one line, whatever the wrapped library said
 
     def __str__(self) -> str:
         return self.message

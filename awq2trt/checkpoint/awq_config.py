@@ -114,6 +114,8 @@ class AwqConfig:
                 _where("modules_to_not_convert"), expected="a list of module names", got=self.modules_to_not_convert
             )
         if self.version == "exllama":
+            if self.exllama_config is not None and not isinstance(self.exllama_config, dict):
+                raise Awq2TrtError(_where("exllama_config"), expected="an object", got=self.exllama_config)
             config = dict(EXLLAMA_DEFAULTS, **(self.exllama_config or {}))
             if config["version"] not in (1, 2):
                 raise Awq2TrtError(_where("exllama_config.version"), expected="1 or 2", got=config["version"])

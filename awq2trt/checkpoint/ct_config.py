@@ -41,6 +41,8 @@ class CompressedTensorsConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompressedTensorsConfig:
         where = "quantization_config"
+        if not isinstance(data, dict):
+            raise Awq2TrtError(where, expected="a JSON object", got=type(data).__name__)
         status = data.get("quantization_status", "compressed")
         if status != "compressed":
             raise Awq2TrtError(
@@ -53,6 +55,8 @@ class CompressedTensorsConfig:
         schemes = []
         for group_name, group in groups.items():
             gw = f"{where}.config_groups.{group_name}"
+            if not isinstance(group, dict):
+                raise Awq2TrtError(gw, expected="an object with targets and weights", got=group)
             fmt = group.get("format") or top_format
             if fmt != SUPPORTED_FORMAT:
                 raise Awq2TrtError(f"{gw}.format", expected=SUPPORTED_FORMAT, got=fmt)
@@ -61,6 +65,8 @@ class CompressedTensorsConfig:
                     f"{gw}.input_activations", expected="null (weight-only quantization)", got="activation quantization"
                 )
             weights = group.get("weights") or {}
+            if not isinstance(weights, dict):
+                raise Awq2TrtError(f"{gw}.weights", expected="an object", got=weights)
             if weights.get("num_bits") != 4:
                 raise Awq2TrtError(f"{gw}.weights.num_bits", expected=4, got=weights.get("num_bits"))
             if weights.get("type", "int") != "int":
@@ -83,10 +89,12 @@ class CompressedTensorsConfig:
             else:
                 raise Awq2TrtError(f"{gw}.weights.strategy", expected="group or channel", got=strategy)
             targets = group.get("targets") or []
-            if not isinstance(targets, list) or not targets:
-                raise Awq2TrtError(f"{gw}.targets", expected="a non-empty list", got=targets)
+            if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+                raise Awq2TrtError(f"{gw}.targets", expected="a non-empty list of names", got=targets)
             schemes.append(WeightScheme(tuple(targets), group_size, bool(weights.get("symmetric", True))))
         ignore = data.get("ignore") or []
+        if not isinstance(ignore, list) or not all(isinstance(i, str) for i in ignore):
+            raise Awq2TrtError(f"{where}.ignore", expected="a list of module names", got=ignore)
         return cls(tuple(schemes), tuple(ignore), SUPPORTED_FORMAT)
 
     def scheme_for(self, module_name: str, class_name: str = "Linear") -> WeightScheme | None:

@@ -5,33 +5,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from awq2trt.checkpoint.reader import Checkpoint
-
-_ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1, "I16": 2, "I32": 4, "I64": 8, "BOOL": 1}
-
-
-def _tensor_bytes(ckpt: Checkpoint, name: str) -> int:
-    dtype = ckpt.weights.dtype_name(name)
-    itemsize = _ITEMSIZE.get(dtype) or np.dtype(dtype).itemsize
-    return math.prod(ckpt.weights.shape(name)) * itemsize
 
 
 def describe_checkpoint(ckpt: Checkpoint) -> dict[str, Any]:
     config = ckpt.config
+    architectures = config.get("architectures")
+    architecture = architectures[0] if isinstance(architectures, list) and architectures else None
     group_sizes = sorted({layout.group_size for layout in ckpt.linears.values()})
     quantized_params = sum(layout.in_features * layout.out_features for layout in ckpt.linears.values())
-    quantized_bytes = sum(_tensor_bytes(ckpt, n) for n in ckpt.quantized_tensor_names())
+    quantized_bytes = sum(ckpt.weights.nbytes(n) for n in ckpt.quantized_tensor_names())
     dense_names = ckpt.dense_tensor_names()
     dense_params = sum(math.prod(ckpt.weights.shape(n)) for n in dense_names)
-    dense_bytes = sum(_tensor_bytes(ckpt, n) for n in dense_names)
+    dense_bytes = sum(ckpt.weights.nbytes(n) for n in dense_names)
     return {
         "path": str(ckpt.folder),
         "format": ckpt.format,
         "format_title": ckpt.title,
         "model_type": ckpt.model_type or None,
-        "architecture": (config.get("architectures") or [None])[0],
+        "architecture": architecture,
         "num_layers": config.get("num_hidden_layers"),
         "hidden_size": config.get("hidden_size"),
         "num_attention_heads": config.get("num_attention_heads"),

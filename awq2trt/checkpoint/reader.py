@@ -46,6 +46,8 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise Awq2TrtError(folder, expected="a checkpoint folder", got="a file")
     path = folder / CONFIG_NAME
+    if path.is_dir():
+        raise Awq2TrtError(path, expected="a JSON file", got="a folder")
     if not path.is_file():
         present = sorted(p.name for p in folder.iterdir())[:6]
         raise Awq2TrtError(

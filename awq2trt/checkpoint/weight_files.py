@@ -9,20 +9,23 @@ they are loaded with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from awq2trt.errors import Awq2TrtError
 
+if TYPE_CHECKING:
+    import torch
+
 INDEX_NAME = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
-_SAFETENSORS_DTYPES = {
-    "F16": np.float16, "BF16": None, "F32": np.float32, "F64": np.float64,
-    "I8": np.int8, "U8": np.uint8, "I16": np.int16, "I32": np.int32, "I64": np.int64, "BOOL": np.bool_,
-}  # fmt: skip
+_ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1, "I16": 2, "U16": 2, "I32": 4, "U32": 4,
+             "I64": 8, "U64": 8, "BOOL": 1}  # fmt: skip
 
 
 def _read_safetensors_header(path: Path) -> dict[str, dict]:
@@ -42,21 +45,36 @@ def _read_safetensors_header(path: Path) -> dict[str, dict]:
     if not isinstance(header, dict):
         raise Awq2TrtError(path, expected="a safetensors JSON header", got=type(header).__name__)
     data_size = size - 8 - header_len
+    spans = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        try:
-            end = int(info["data_offsets"][1])
-            dtype = info["dtype"]
-            list(info["shape"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise Awq2TrtError(f"{path}: {name}", expected="dtype, shape and data_offsets", got=info) from exc
-        if end > data_size:
+        where = f"{path}: {name}"
+        if not isinstance(info, dict):
+            raise Awq2TrtError(where, expected="dtype, shape and data_offsets", got=info)
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in _ITEMSIZE:
+            raise Awq2TrtError(where, expected="a numeric safetensors dtype", got=dtype)
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise Awq2TrtError(where, expected="a shape of non-negative integers", got=shape)
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise Awq2TrtError(where, expected="data_offsets [begin, end]", got=offsets)
+        begin, end = offsets
+        if not 0 <= begin <= end <= data_size:
+            raise Awq2TrtError(where, expected=f"data within the file ({data_size} bytes)", got=f"bytes {begin}..{end}")
+        if end - begin != math.prod(shape) * _ITEMSIZE[dtype]:
             raise Awq2TrtError(
-                f"{path}: {name}", expected=f"data within the file ({data_size} bytes)", got=f"data up to byte {end}"
+                where, expected=f"{math.prod(shape) * _ITEMSIZE[dtype]} bytes for {dtype} {shape}", got=end - begin
             )
-        if dtype not in _SAFETENSORS_DTYPES:
-            raise Awq2TrtError(f"{path}: {name}", expected="a numeric dtype", got=dtype)
+        spans.append((begin, end))
+    # The tensors must tile the data area exactly (what the safetensors library itself insists on).
+    position = 0
+    for begin, end in sorted(spans):
+        if begin != position:
+            raise Awq2TrtError(path, expected="tensors stored back to back", got=f"a gap or overlap at byte {begin}")
+        position = end
+    if position != data_size:
+        raise Awq2TrtError(path, expected=f"{position} bytes of tensor data", got=f"{data_size} bytes")
     return header
 
 
@@ -106,7 +124,9 @@ class WeightFiles:
             raise Awq2TrtError(index, expected="a non-empty weight_map", got=weight_map)
         files = []
         for shard in dict.fromkeys(weight_map.values()):
-            path = self.folder / str(shard)
+            if not isinstance(shard, str) or Path(shard).name != shard:
+                raise Awq2TrtError(index, expected="shard file names inside the checkpoint folder", got=shard)
+            path = self.folder / shard
             if not path.is_file():
                 raise Awq2TrtError(index, expected=f"shard {shard} to exist", got="missing file")
             files.append(path)
@@ -121,13 +141,16 @@ class WeightFiles:
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
-                raise Awq2TrtError(
-                    path, expected="a torch state dict of tensors", got=str(exc).splitlines()[0]
-                ) from exc
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise Awq2TrtError(path, expected="a torch state dict of tensors", got=reason) from exc
+            if not isinstance(state, dict):
+                raise Awq2TrtError(path, expected="a state dict (name -> tensor)", got=type(state).__name__)
             for name, value in state.items():
+                if not isinstance(value, torch.Tensor):
+                    raise Awq2TrtError(f"{path}: {name}", expected="a tensor", got=type(value).__name__)
                 tensors[name] = _to_numpy(value)
                 self._file_of[name] = path
-                self._meta[name] = (str(tensors[name].dtype), list(tensors[name].shape))
+                self._meta[name] = (_numpy_dtype_name(tensors[name].dtype), list(tensors[name].shape))
         self._pickled = tensors
         self.files = paths
 
@@ -143,6 +166,9 @@ class WeightFiles:
     def dtype_name(self, name: str) -> str:
         return self._meta[name][0]
 
+    def nbytes(self, name: str) -> int:
+        return math.prod(self.shape(name)) * _ITEMSIZE[self.dtype_name(name)]
+
     def file_of(self, name: str) -> Path:
         return self._file_of[name]
 
@@ -152,24 +178,34 @@ class WeightFiles:
             raise Awq2TrtError(f"{self.folder}: {name}", expected="this tensor in the checkpoint", got="no such tensor")
         if self._pickled is not None:
             return self._pickled[name]
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         path = self._file_of[name]
-        handle = self._handles.get(path)
-        if handle is None:
-            handle = self._handles[path] = safe_open(str(path), framework="pt")
-        return _to_numpy(handle.get_tensor(name))
+        try:
+            handle = self._handles.get(path)
+            if handle is None:
+                handle = self._handles[path] = safe_open(str(path), framework="pt")
+            return _to_numpy(handle.get_tensor(name))
+        except (SafetensorError, OSError) as exc:
+            raise Awq2TrtError(f"{path}: {name}", expected="a readable tensor", got=str(exc)) from exc
 
     def items(self) -> Iterator[tuple[str, np.ndarray]]:
         for name in self._file_of:
             yield name, self.get(name)
 
 
-def _to_numpy(tensor: object) -> np.ndarray:
+_NUMPY_TO_SAFETENSORS = {"float16": "F16", "float32": "F32", "float64": "F64", "int8": "I8", "uint8": "U8",
+                         "int16": "I16", "int32": "I32", "int64": "I64", "bool": "BOOL"}  # fmt: skip
+
+
+def _numpy_dtype_name(dtype: np.dtype) -> str:
+    """The safetensors spelling of a numpy dtype, so pickled and safetensors weights describe alike."""
+    return _NUMPY_TO_SAFETENSORS.get(str(dtype), str(dtype))
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     import torch
 
-    if not isinstance(tensor, torch.Tensor):
-        raise Awq2TrtError("state dict entry", expected="a tensor", got=type(tensor).__name__)
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
     return tensor.contiguous().numpy()

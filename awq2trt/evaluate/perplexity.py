@@ -65,13 +65,14 @@ def perplexity(
     total = 0
     spans = window_spans(len(ids), window, stride)
     for begin, end, first in spans:
-        logits = np.asarray(logits_fn(ids[None, begin:end]), dtype=np.float64)[0]
+        logits = np.asarray(logits_fn(ids[None, begin:end]))[0]
         # Position p predicts token p + 1; score targets first..end-1.
-        preds = logits[first - begin - 1 : end - begin - 1]
+        preds = logits[first - begin - 1 : end - begin - 1].astype(np.float32, copy=False)
         targets = ids[first:end]
-        shifted = preds - preds.max(axis=-1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        total_nll -= float(log_probs[np.arange(len(targets)), targets].sum())
+        # NLL = logsumexp(row) - row[target]; the max shift keeps exp in range, sums accumulate in fp64.
+        row_max = preds.max(axis=-1, keepdims=True)
+        log_sum = np.log(np.exp(preds - row_max).sum(axis=-1, dtype=np.float64)) + row_max[:, 0]
+        total_nll += float((log_sum - preds[np.arange(len(targets)), targets]).sum())
         total += len(targets)
         if progress is not None:
             progress(1)

