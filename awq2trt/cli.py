@@ -112,7 +112,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     path = _model_path(args.model, args.cache_dir)
     tokenizer = load_tokenizer(path)
-    model = load_reference_model(path, dtype=args.dtype, allow_pickle=args.allow_pickle, progress=not args.quiet)
+    model = load_reference_model(
+        path, dtype=args.dtype, allow_pickle=args.allow_pickle, progress=not args.quiet, cache_dense=not args.low_memory
+    )
     result = text_perplexity(model, tokenizer, args.text, window=args.window, stride=args.stride, show=not args.quiet)
     if args.json:
         print(json.dumps({"perplexity": result.perplexity, "tokens": result.tokens_scored, "windows": result.windows}))
@@ -127,7 +129,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = _model_path(args.model, args.cache_dir)
     tokenizer = load_tokenizer(path)
-    model = load_reference_model(path, dtype=args.dtype, allow_pickle=args.allow_pickle, progress=not args.quiet)
+    model = load_reference_model(
+        path, dtype=args.dtype, allow_pickle=args.allow_pickle, progress=not args.quiet, cache_dense=not args.low_memory
+    )
     gen = chat_generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, stream=_stream)
     print()
     print(
@@ -156,7 +160,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             quantize_checkpoint(source, quantized, method="rtn", group_size=args.group_size, force=True)
     tokenizer = load_tokenizer(quantized)
     with step("load the int4 reference model (PyTorch, fp32)"):
-        model = load_reference_model(quantized, progress=False)
+        model = load_reference_model(quantized, progress=False, cache_dense=True)
     print(f"\n> {args.prompt}\n", flush=True)
     gen = chat_generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, stream=_stream)
     print(f"\n\n{gen.new_tokens} tokens in {gen.seconds:.1f} s: {gen.tokens_per_second:.1f} tok/s (PyTorch reference)")
@@ -275,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=512, help="tokens between window starts (default 512)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"))
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="dequantize each layer on the fly instead of keeping dense copies (slower, int4-sized memory)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -284,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--prompt", required=True, help="the user message")
     p.add_argument("-n", "--max-new-tokens", type=int, default=64)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"))
+    p.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="dequantize each layer on the fly instead of keeping dense copies (slower, int4-sized memory)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

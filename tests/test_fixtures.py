@@ -83,3 +83,11 @@ def test_gemv_and_gemm_fixtures_hold_identical_weights() -> None:
     assert sorted(gemm.linears) == sorted(gemv.linears)
     for name in gemm.linears:
         assert gemm.quant_weight(name).equals(gemv.quant_weight(name)), name
+
+
+def test_cached_dense_weights_give_identical_logits() -> None:
+    folder = fixture_path("qwen2-gemm-g128")
+    ids = reference(folder)["input_ids"]
+    streamed = _logits(load_reference_model(folder, progress=False), ids)
+    cached = _logits(load_reference_model(folder, progress=False, cache_dense=True), ids)
+    np.testing.assert_array_equal(streamed, cached)

@@ -48,6 +48,12 @@ class AwqLinear(nn.Module):
         self.register_buffer("scales", torch.zeros(out_features, groups, dtype=dtype))
         self.register_buffer("zeros", torch.zeros(out_features, groups, dtype=torch.uint8))
         self.register_buffer("bias", torch.zeros(out_features, dtype=dtype) if bias else None)
+        # Optional dense copy for fast repeated use (eval, generation); never saved, never traced.
+        self._dense: torch.Tensor | None = None
+
+    def cache_dense_weight(self, enabled: bool = True) -> None:
+        """Keep the dequantized weight between calls (trades memory for speed; same numbers)."""
+        self._dense = self.dequantized_weight() if enabled else None
 
     @classmethod
     def from_quant_weight(
@@ -75,9 +81,8 @@ class AwqLinear(nn.Module):
         return ((codes - zeros) * scales).to(self.scales.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(
-            x, self.dequantized_weight().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype)
-        )
+        weight = self._dense if self._dense is not None else self.dequantized_weight()
+        return nn.functional.linear(x, weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
 
     def extra_repr(self) -> str:
         return (

