@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from awq2trt import __version__
 from awq2trt.errors import Awq2TrtError
@@ -106,8 +107,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from awq2trt.evaluate.reference import load_tokenizer, text_perplexity
+def _reference_model_and_tokenizer(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The options `eval` and `run` share: which model, its dtype, pickle and memory policy."""
+    from awq2trt.evaluate.reference import load_tokenizer
     from awq2trt.modeling import load_reference_model
 
     path = _model_path(args.model, args.cache_dir)
@@ -115,6 +117,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = load_reference_model(
         path, dtype=args.dtype, allow_pickle=args.allow_pickle, progress=not args.quiet, cache_dense=not args.low_memory
     )
+    return model, tokenizer
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from awq2trt.evaluate.reference import text_perplexity
+
+    model, tokenizer = _reference_model_and_tokenizer(args)
     result = text_perplexity(model, tokenizer, args.text, window=args.window, stride=args.stride, show=not args.quiet)
     if args.json:
         print(json.dumps({"perplexity": result.perplexity, "tokens": result.tokens_scored, "windows": result.windows}))
@@ -124,14 +133,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from awq2trt.evaluate.reference import chat_generate, load_tokenizer
-    from awq2trt.modeling import load_reference_model
+    from awq2trt.evaluate.reference import chat_generate
 
-    path = _model_path(args.model, args.cache_dir)
-    tokenizer = load_tokenizer(path)
-    model = load_reference_model(
-        path, dtype=args.dtype, allow_pickle=args.allow_pickle, progress=not args.quiet, cache_dense=not args.low_memory
-    )
+    model, tokenizer = _reference_model_and_tokenizer(args)
     gen = chat_generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, stream=_stream)
     print()
     print(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +132,26 @@ def test_reader_ignores_foreign_safetensors(tmp_path: Path) -> None:
     ckpt = open_checkpoint(folder)
     assert [p.name for p in ckpt.weights.files] == ["model.safetensors"]
     assert ckpt.quant_weight(LAYER_NAMES[0]).equals(layers[LAYER_NAMES[0]])
+
+
+@pytest.mark.parametrize("version", ["exllama", "ipex"])
+def test_exllama_and_ipex_versions_store_gemm_with_bf16_scales(tmp_path: Path, version: str) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    qw = make_weight(3, 24, 128, 64, True, np.float32)
+    tensors = {f"{LAYER_NAMES[0]}.{k}": torch.from_numpy(v) for k, v in encode_gemm(qw).items()}
+    scales_name = f"{LAYER_NAMES[0]}.scales"
+    tensors[scales_name] = tensors[scales_name].to(torch.bfloat16)  # what some ipex checkpoints carry
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    config = {"model_type": "llama", "quantization_config": {"quant_method": "awq", "version": version.upper()}}
+    config["quantization_config"] |= {"bits": 4, "group_size": 64, "zero_point": True}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    ckpt = open_checkpoint(tmp_path)
+    assert ckpt.format == "awq-gemm" and ckpt.awq_config.version == version
+    back = ckpt.quant_weight(LAYER_NAMES[0])
+    bf16_scales = torch.from_numpy(qw.scales).to(torch.bfloat16).float().numpy()
+    assert back.scales.dtype == np.float32  # bf16 widened exactly, not squeezed into fp16
+    np.testing.assert_array_equal(back.scales, bf16_scales)
+    np.testing.assert_array_equal(back.qweight, qw.qweight)
