@@ -25,6 +25,8 @@ def check_output_dir(path: Path, *, force: bool) -> None:
             path, expected="an empty or new output folder", got="a non-empty folder (pass --force to replace it)"
         )
     parent = path.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise Awq2TrtError(parent, expected="a folder to hold the output", got="a file")
     if not parent.exists():
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -34,15 +36,28 @@ def check_output_dir(path: Path, *, force: bool) -> None:
         raise Awq2TrtError(parent, expected="a writable folder", got="no write permission")
 
 
+def _apply_umask(folder: Path) -> None:
+    """mkdtemp (and some writers) create owner-only entries; give the output the user's usual permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @contextmanager
 def atomic_output_dir(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces *path*, on failure it is deleted."""
     final = Path(path)
     check_output_dir(final, force=force)
     parent = final.resolve().parent
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=parent))
+    except OSError as exc:
+        raise Awq2TrtError(parent, expected="a writable folder", got=exc.strerror) from exc
     try:
         yield tmp
+        _apply_umask(tmp)
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=parent))
             os.replace(final, old / "x")
