@@ -1,7 +1,8 @@
 """Write outputs all-or-nothing: build in a hidden sibling folder, then rename into place.
 
 An interrupted run (Ctrl-C, a crash, a kill) leaves no half-written output under the user's name; the
-hidden temporary folder is removed on any exception and is recognisable (``.<name>.partial-*``) otherwise.
+hidden temporary folder is removed on any exception; one left by a killed process (``.<name>.partial-<pid>-*``)
+is removed by the next run that writes the same output.
 """
 
 from __future__ import annotations
@@ -36,6 +37,20 @@ def check_output_dir(path: Path, *, force: bool) -> None:
         raise Awq2TrtError(parent, expected="a writable folder", got="no write permission")
 
 
+def _remove_stale_partials(parent: Path, name: str) -> None:
+    """Delete temporary folders left by runs that were killed outright (SIGKILL cannot be caught)."""
+    for candidate in parent.glob(f".{name}.partial-*"):
+        pid_text = candidate.name.removeprefix(f".{name}.partial-").split("-", 1)[0]
+        if not pid_text.isdigit() or not candidate.is_dir():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(candidate, ignore_errors=True)  # its writer is gone
+        except PermissionError:
+            pass  # alive, someone else's
+
+
 def _apply_umask(folder: Path) -> None:
     """mkdtemp (and some writers) create owner-only entries; give the output the user's usual permissions."""
     umask = os.umask(0)
@@ -51,8 +66,9 @@ def atomic_output_dir(path: str | Path, *, force: bool = False) -> Iterator[Path
     final = Path(path)
     check_output_dir(final, force=force)
     parent = final.resolve().parent
+    _remove_stale_partials(parent, final.name)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=parent))
     except OSError as exc:
         raise Awq2TrtError(parent, expected="a writable folder", got=exc.strerror) from exc
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -104,6 +105,25 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from awq2trt.frontend.export import export_checkpoint
+
+    result = export_checkpoint(
+        _model_path(args.checkpoint, args.cache_dir),
+        args.output,
+        dtype=args.dtype,
+        target=args.target,
+        force=args.force,
+        allow_pickle=args.allow_pickle,
+        progress=not args.quiet,
+    )
+    print(
+        f"{result.output}: {result.int4_nodes} Int4MatMul nodes, {result.data_bytes / 2**20:.1f} MB of weights,"
+        f" {result.seconds:.1f} s"
+    )
     return 0
 
 
@@ -275,6 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser(
+        "export",
+        parents=[common, pickle],
+        help="trace a checkpoint into an ONNX graph",
+        description="Trace a checkpoint into ONNX (awq2trt::Int4MatMul nodes, KV cache IO, external data).",
+    )
+    p.add_argument("checkpoint", help=model_help)
+    p.add_argument("-o", "--output", required=True, help="output folder (model.onnx, data, tokenizer, awq2trt.json)")
+    p.add_argument("--dtype", default="fp32", help="activation and scale dtype: fp32 (default) or fp16")
+    p.add_argument("--target", default="ir", help="ir (the portable graph; backend lowerings come later)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
         "eval", parents=[common, pickle], help="perplexity of a checkpoint", description="Perplexity on a text file."
     )
     p.add_argument("model", help=model_help)
@@ -323,6 +356,10 @@ def _quiet_libraries(verbose: bool) -> None:
 
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        import torch  # noqa: F401  (torch configures its loggers on import; quiet them after that)
+
+        for name in ("torch.onnx", "onnxscript", "onnx_ir"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _terminate(signum: int, frame: object) -> None:

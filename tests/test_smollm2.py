@@ -91,3 +91,25 @@ def test_rtn_checkpoint_in_independent_loader(smollm2_rtn: Path, tmp_path: Path)
     max_abs, rel = max_abs_rel(ours.float().numpy(), theirs)
     assert rel <= 5e-3, (max_abs, rel)
     assert np.mean(ours.float().numpy().argmax(-1) == theirs.argmax(-1)) == 1.0
+
+
+@pytest.fixture(scope="session")
+def smollm2_ir(smollm2_rtn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from awq2trt.frontend.export import export_checkpoint
+
+    return export_checkpoint(smollm2_rtn, tmp_path_factory.mktemp("ir") / "smollm2", progress=False).output
+
+
+def test_exported_graph_matches_reference(smollm2_rtn: Path, smollm2_ir: Path) -> None:
+    from tests.ort_driver import IrSession
+    from tests.test_export import torch_greedy
+
+    tokenizer = load_tokenizer(smollm2_rtn)
+    ids = np.array([tokenizer("The GNU General Public License is a free, copyleft license")["input_ids"][:16]])
+    model = load_reference_model(smollm2_rtn, progress=False, cache_dense=True)
+    session = IrSession(smollm2_ir)
+    new_ids, step_logits = session.greedy(ids, 32)
+    torch_ids, torch_steps = torch_greedy(model, ids, 32)
+    for step in range(9):  # prefill + 8 decode steps
+        assert max_abs_rel(step_logits[step], torch_steps[step])[0] <= 1e-3, step
+    np.testing.assert_array_equal(new_ids, torch_ids)

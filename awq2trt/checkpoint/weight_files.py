@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 
 INDEX_NAME = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+_NUMPY_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "U8": "u1", "I16": "<i2", "U16": "<u2",
+                 "I32": "<i4", "U32": "<u4", "I64": "<i8", "U64": "<u8", "BOOL": "?"}  # fmt: skip
 _ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1, "I16": 2, "U16": 2, "I32": 4, "U32": 4,
              "I64": 8, "U64": 8, "BOOL": 1}  # fmt: skip
 
 
-def _read_safetensors_header(path: Path) -> dict[str, dict]:
+def _read_safetensors_header(path: Path) -> tuple[dict[str, dict], int]:
     """Parse and sanity-check a safetensors header ourselves, so a truncated or corrupt file fails here."""
     try:
         size = path.stat().st_size
@@ -75,7 +77,7 @@ def _read_safetensors_header(path: Path) -> dict[str, dict]:
         position = end
     if position != data_size:
         raise Awq2TrtError(path, expected=f"{position} bytes of tensor data", got=f"{data_size} bytes")
-    return header
+    return header, 8 + header_len
 
 
 class WeightFiles:
@@ -86,7 +88,7 @@ class WeightFiles:
         self._file_of: dict[str, Path] = {}
         self._meta: dict[str, tuple[str, list[int]]] = {}
         self._pickled: dict[str, np.ndarray] | None = None
-        self._handles: dict[Path, object] = {}
+        self._offsets: dict[str, tuple[int, int]] = {}  # absolute byte range of each safetensors tensor
         index = folder / INDEX_NAME
         files = self._files_from_index(index) if index.exists() else sorted(folder.glob("model*.safetensors"))
         if not files:
@@ -103,7 +105,7 @@ class WeightFiles:
                 return
             raise Awq2TrtError(folder, expected="model.safetensors, model-*.safetensors or " + INDEX_NAME, got="none")
         for path in files:
-            header = _read_safetensors_header(path)
+            header, data_start = _read_safetensors_header(path)
             for name, info in header.items():
                 if name == "__metadata__":
                     continue
@@ -113,6 +115,8 @@ class WeightFiles:
                     )
                 self._file_of[name] = path
                 self._meta[name] = (info["dtype"], list(info["shape"]))
+                begin, end = info["data_offsets"]
+                self._offsets[name] = (data_start + begin, data_start + end)
         self.files = files
 
     def _files_from_index(self, index: Path) -> list[Path]:
@@ -178,16 +182,23 @@ class WeightFiles:
             raise Awq2TrtError(f"{self.folder}: {name}", expected="this tensor in the checkpoint", got="no such tensor")
         if self._pickled is not None:
             return self._pickled[name]
-        from safetensors import SafetensorError, safe_open
-
+        # Plain positioned reads, not a memory map: a mapped file's touched pages count as resident memory,
+        # and streaming a 7B checkpoint through a map would make the process look (and be charged) 4 GB big.
         path = self._file_of[name]
+        dtype_name, shape = self._meta[name]
+        begin, end = self._offsets[name]
         try:
-            handle = self._handles.get(path)
-            if handle is None:
-                handle = self._handles[path] = safe_open(str(path), framework="pt")
-            return _to_numpy(handle.get_tensor(name))
-        except (SafetensorError, OSError) as exc:
-            raise Awq2TrtError(f"{path}: {name}", expected="a readable tensor", got=str(exc)) from exc
+            raw = bytearray(end - begin)  # writable, so the array below needs no copy
+            with path.open("rb") as fh:
+                fh.seek(begin)
+                got = fh.readinto(raw)
+        except OSError as exc:
+            raise Awq2TrtError(f"{path}: {name}", expected="a readable tensor", got=exc.strerror) from exc
+        if got != end - begin:
+            raise Awq2TrtError(f"{path}: {name}", expected=f"{end - begin} bytes", got=f"{got} (file changed?)")
+        if dtype_name == "BF16":  # numpy has no bf16: widen exactly to fp32 (bf16 is fp32's top half)
+            return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
+        return np.frombuffer(raw, dtype=_NUMPY_DTYPES[dtype_name]).reshape(shape)
 
     def items(self) -> Iterator[tuple[str, np.ndarray]]:
         for name in self._file_of:

@@ -1,7 +1,9 @@
 """`AwqLinear`: a Linear whose weight is a `QuantWeight`, computed the simplest exact way.
 
 The codes are kept packed two per byte ([N, ceil(K/2)] uint8, even k in the low nibble) so a loaded model
-costs about K*N/2 bytes per Linear, not a dense copy; the dense weight exists only inside `forward`.
+costs about K*N/2 bytes per Linear, not a dense copy; the dense weight exists only inside `forward`, which
+calls the ``awq2trt::int4_matmul`` operator (one ONNX node when exported).  A symmetric weight has no
+zero-point buffer (``zeros`` is None, meaning 8 everywhere).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from awq2trt.quant_weight import QuantWeight
+from awq2trt.modeling.int4_op import dequantize, int4_matmul, unpack_codes_pairs
+from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
 
 
 def pack_codes_pairs(codes: np.ndarray) -> np.ndarray:
@@ -18,13 +21,6 @@ def pack_codes_pairs(codes: np.ndarray) -> np.ndarray:
     if codes.shape[1] % 2:
         codes = np.pad(codes, ((0, 0), (0, 1)))
     return (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
-
-
-def unpack_codes_pairs(packed: torch.Tensor, in_features: int) -> torch.Tensor:
-    """Inverse of `pack_codes_pairs`, in torch: [N, ceil(K/2)] -> [N, K] uint8."""
-    low = packed & 0x0F
-    high = packed >> 4
-    return torch.stack((low, high), dim=-1).reshape(packed.shape[0], -1)[:, :in_features]
 
 
 class AwqLinear(nn.Module):
@@ -37,6 +33,7 @@ class AwqLinear(nn.Module):
         group_size: int,
         *,
         bias: bool = False,
+        zero_point: bool = True,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
@@ -46,7 +43,7 @@ class AwqLinear(nn.Module):
         groups = in_features // group_size
         self.register_buffer("qweight", torch.zeros(out_features, (in_features + 1) // 2, dtype=torch.uint8))
         self.register_buffer("scales", torch.zeros(out_features, groups, dtype=dtype))
-        self.register_buffer("zeros", torch.zeros(out_features, groups, dtype=torch.uint8))
+        self.register_buffer("zeros", torch.zeros(out_features, groups, dtype=torch.uint8) if zero_point else None)
         self.register_buffer("bias", torch.zeros(out_features, dtype=dtype) if bias else None)
         # Optional dense copy for fast repeated use (eval, generation); never saved, never traced.
         self._dense: torch.Tensor | None = None
@@ -59,11 +56,15 @@ class AwqLinear(nn.Module):
     def from_quant_weight(
         cls, qw: QuantWeight, bias: np.ndarray | None = None, *, dtype: torch.dtype = torch.float32
     ) -> AwqLinear:
-        layer = cls(qw.in_features, qw.out_features, qw.group_size, bias=bias is not None, dtype=dtype)
+        zero_point = not qw.is_symmetric
+        layer = cls(
+            qw.in_features, qw.out_features, qw.group_size, bias=bias is not None, zero_point=zero_point, dtype=dtype
+        )
         layer.qweight = torch.from_numpy(pack_codes_pairs(qw.qweight))
         # fp16 scales into an fp32 model widen exactly; into fp16 they are kept as stored.
         layer.scales = torch.from_numpy(qw.scales.astype(np.float32)).to(dtype)
-        layer.zeros = torch.from_numpy(np.ascontiguousarray(qw.zeros))
+        if zero_point:
+            layer.zeros = torch.from_numpy(np.ascontiguousarray(qw.zeros))
         if bias is not None:
             layer.bias = torch.from_numpy(bias.astype(np.float32)).to(dtype)
         return layer
@@ -71,18 +72,23 @@ class AwqLinear(nn.Module):
     def to_quant_weight(self) -> QuantWeight:
         codes = unpack_codes_pairs(self.qweight, self.in_features).numpy()
         scales = self.scales.float().numpy().astype(np.float16 if self.scales.dtype == torch.float16 else np.float32)
-        return QuantWeight(codes, scales, self.zeros.numpy().copy(), self.group_size)
+        if self.zeros is None:
+            zeros = np.full(scales.shape, SYMMETRIC_ZERO, dtype=np.uint8)
+        else:
+            zeros = self.zeros.numpy().copy()
+        return QuantWeight(codes, scales, zeros, self.group_size)
 
     def dequantized_weight(self) -> torch.Tensor:
         """The dense [N, K] weight in the layer's dtype; computed in fp32, where (q - z) * s is exact."""
-        codes = unpack_codes_pairs(self.qweight, self.in_features).float()
-        zeros = self.zeros.float().repeat_interleave(self.group_size, dim=1)
-        scales = self.scales.float().repeat_interleave(self.group_size, dim=1)
-        return ((codes - zeros) * scales).to(self.scales.dtype)
+        return dequantize(self.qweight, self.scales, self.zeros, self.in_features, self.group_size).to(
+            self.scales.dtype
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self._dense if self._dense is not None else self.dequantized_weight()
-        return nn.functional.linear(x, weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+        if self._dense is not None:
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            return nn.functional.linear(x, self._dense.to(x.dtype), bias)
+        return int4_matmul(x, self.qweight, self.scales, self.zeros, self.bias, self.in_features, self.group_size)
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,378 @@
+"""`awq2trt export`: trace a checkpoint into the ONNX IR graph, streaming its weights into external data.
+
+How memory stays bounded: the model is traced with every tensor on the ``meta`` device (shapes only, no
+data), so tracing costs the same for 135M or 7B parameters.  The traced graph names each initializer after
+its module path; afterwards each one is filled by decoding just that tensor from the checkpoint and
+appending it to ``model.onnx.data`` (one tensor in memory at a time).  The graph then refers to the data by
+offset and is never loaded whole.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from awq2trt.atomic import atomic_output_dir, check_output_dir
+from awq2trt.checkpoint.reader import Checkpoint, open_checkpoint
+from awq2trt.checkpoint.writer import TOKENIZER_FILES
+from awq2trt.errors import Awq2TrtError
+from awq2trt.frontend import int4_onnx
+from awq2trt.frontend.kv_wrapper import KvCacheWrapper, KvLayout, dynamic_shapes, example_inputs
+from awq2trt.modeling.awq_linear import AwqLinear, pack_codes_pairs
+from awq2trt.modeling.loader import _checked_dense, _empty_model, check_model_config, check_model_type, resolve_dtype
+from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
+
+TARGETS = ("ir",)
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx.data"
+SIDECAR_FILE = "awq2trt.json"
+OPSET = 21
+WRAPPER_PREFIX = "model."  # the KV wrapper holds the model as `.model`
+FOLD_LIMIT = 4096  # elements: constant folding is for shape arithmetic, not for weights
+_NUMPY_DTYPE = {torch.float32: np.float32, torch.float16: np.float16}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    output: Path
+    int4_nodes: int
+    quantized_linears: int
+    seconds: float
+    data_bytes: int
+
+
+def _meta_model(ckpt: Checkpoint, dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """The architecture with `AwqLinear`s, everything on ``meta``; plus the real values of computed buffers."""
+    model = _empty_model(ckpt, dtype)
+    zero_point = ckpt.zero_point is not False
+    for name, layout in ckpt.linears.items():
+        try:
+            target = model.get_submodule(name)
+        except AttributeError:
+            target = None
+        if not isinstance(target, torch.nn.Linear):
+            raise Awq2TrtError(name, expected=f"a Linear of the {ckpt.model_type} architecture", got="no such module")
+        if (target.out_features, target.in_features) != (layout.out_features, layout.in_features):
+            raise Awq2TrtError(
+                name,
+                expected=f"[out, in] = {[target.out_features, target.in_features]} from config.json",
+                got=[layout.out_features, layout.in_features],
+            )
+        with torch.device("meta"):
+            layer = AwqLinear(
+                layout.in_features,
+                layout.out_features,
+                layout.group_size,
+                bias=target.bias is not None,
+                zero_point=zero_point,
+                dtype=dtype,
+            )
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, layer)
+    computed = {WRAPPER_PREFIX + n: b.detach().clone() for n, b in model.named_buffers() if not b.is_meta}
+    return model.to("meta"), computed
+
+
+def _trace(model: torch.nn.Module, layout: KvLayout, dtype: torch.dtype) -> Any:
+    int4_onnx.register_schema()
+    wrapper = KvCacheWrapper(model).eval()
+    try:
+        program = torch.onnx.export(
+            wrapper,
+            example_inputs(layout, dtype, device="meta"),
+            dynamo=True,
+            optimize=False,  # the optimizer would read weight values; it runs after they are filled in
+            opset_version=OPSET,
+            dynamic_shapes=dynamic_shapes(layout),
+            input_names=layout.input_names(),
+            output_names=layout.output_names(),
+            custom_translation_table={torch.ops.awq2trt.int4_matmul.default: int4_onnx.translate_int4_matmul},
+            verbose=False,
+        )
+    except Exception as exc:  # the exporter reports any tracing failure through its own exception types
+        raise Awq2TrtError(
+            "export", expected="a traceable model", got=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from exc
+    return program.model
+
+
+class _ExternalDataWriter:
+    """Appends tensors to one data file and hands back `ir.ExternalTensor`s pointing into it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.file = (folder / DATA_FILE).open("wb")
+        self.offset = 0
+
+    def add(self, name: str, array: np.ndarray) -> Any:
+        import onnx_ir as ir
+
+        # Large tensors start on a page boundary so ONNX Runtime can memory-map them.
+        alignment = 4096 if array.nbytes >= 1 << 20 else 64
+        pad = (-self.offset) % alignment
+        if pad:
+            self.file.write(b"\0" * pad)
+            self.offset += pad
+        data = np.ascontiguousarray(array)
+        self.file.write(data.tobytes())
+        tensor = ir.ExternalTensor(
+            DATA_FILE,
+            self.offset,
+            data.nbytes,
+            ir.DataType.from_numpy(data.dtype),
+            shape=ir.Shape(data.shape),
+            name=name,
+            base_dir=str(self.folder),
+        )
+        self.offset += data.nbytes
+        return tensor
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _quantized_arrays(ckpt: Checkpoint, module: str, np_dtype: type) -> dict[str, np.ndarray]:
+    """The IR tensors of one quantized Linear, decoded from whatever format the checkpoint uses."""
+    qw: QuantWeight = ckpt.quant_weight(module)
+    arrays = {"qweight": pack_codes_pairs(qw.qweight), "scales": qw.scales.astype(np_dtype)}
+    if ckpt.zero_point is not False:
+        arrays["zeros"] = np.ascontiguousarray(qw.zeros)
+    elif not qw.is_symmetric:
+        raise Awq2TrtError(
+            f"{module} zero points", expected=f"all {SYMMETRIC_ZERO} (config says zero_point false)", got="others"
+        )
+    bias_name = f"{module}.bias"
+    if bias_name in ckpt.weights:
+        arrays["bias"] = _checked_dense(ckpt, bias_name, (qw.out_features,)).astype(np_dtype)
+    return arrays
+
+
+def _fill_initializers(
+    graph: Any,
+    ckpt: Checkpoint,
+    computed: dict[str, torch.Tensor],
+    writer: _ExternalDataWriter,
+    np_dtype: type,
+    progress: bool,
+) -> None:
+    import onnx_ir as ir
+
+    initializers = dict(graph.initializers)
+    tied = bool(ckpt.config.get("tie_word_embeddings", False))
+    by_module: dict[str, dict[str, Any]] = {}
+    for name, value in initializers.items():
+        path = name.removeprefix(WRAPPER_PREFIX)
+        module, _, leaf = path.rpartition(".")
+        if module in ckpt.linears:
+            by_module.setdefault(module, {})[leaf] = value
+
+    def jobs() -> Iterator[tuple[str, Any]]:
+        yield from ((f"module:{m}", parts) for m, parts in by_module.items())
+        for name, value in initializers.items():
+            if name.removeprefix(WRAPPER_PREFIX).rpartition(".")[0] not in by_module:
+                yield name, value
+
+    total = len(by_module) + sum(
+        1 for n in initializers if n.removeprefix(WRAPPER_PREFIX).rpartition(".")[0] not in by_module
+    )
+    for key, item in tqdm(jobs(), total=total, desc="writing weights", unit="tensor", disable=not progress):
+        if key.startswith("module:"):
+            module = key.removeprefix("module:")
+            arrays = _quantized_arrays(ckpt, module, np_dtype)
+            for leaf, value in item.items():
+                if leaf not in arrays:
+                    raise Awq2TrtError(f"{module}.{leaf}", expected="a tensor of this quantized Linear", got="none")
+                value.const_value = writer.add(value.name, arrays[leaf])
+            continue
+        value = item
+        if key in computed:  # buffers the architecture computes itself (rotary frequencies)
+            value.const_value = ir.tensor(computed[key].numpy(), name=key)
+            continue
+        source = key.removeprefix(WRAPPER_PREFIX)
+        if source not in ckpt.weights and tied and source == "lm_head.weight":
+            source = "model.embed_tokens.weight"  # a tied head is the input embedding, stored once
+        if source not in ckpt.weights:
+            raise Awq2TrtError(source, expected="this tensor in the checkpoint", got="missing")
+        shape = tuple(int(d) for d in value.shape)
+        value.const_value = writer.add(key, _checked_dense(ckpt, source, shape).astype(np_dtype))
+
+
+def _clean_up(model: Any) -> None:
+    """Fold shape arithmetic, drop dead nodes, share repeated subexpressions.
+
+    onnxscript's full ``optimize_ir`` also hashes every initializer to deduplicate it (reading all weight
+    data) and runs pattern rewrites meant for other exporters; both cost minutes on a large model and
+    bring nothing here, so this runs only the passes that matter.  Weights are never folded: the folder
+    would turn a transposed lm_head into a second, inline copy.  Functions are attached afterwards, so
+    no inliner sees the Int4MatMul nodes.
+    """
+    import onnx_ir.passes
+    import onnx_ir.passes.common as common
+    from onnxscript.optimizer import _constant_folding
+
+    passes = onnx_ir.passes.Sequential(
+        common.InlinePass(),
+        onnx_ir.passes.PassManager(
+            [
+                _constant_folding.FoldConstantsPass(
+                    shape_inference=False,
+                    input_size_limit=FOLD_LIMIT,
+                    output_size_limit=FOLD_LIMIT,
+                    should_fold=_fold_only_small,
+                ),
+                common.RemoveUnusedNodesPass(),
+            ],
+            steps=2,
+            early_stop=True,
+        ),
+        common.RemoveUnusedFunctionsPass(),
+        common.RemoveUnusedOpsetsPass(),
+        common.LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=FOLD_LIMIT),
+        common.CommonSubexpressionEliminationPass(),
+        common.NameFixPass(),
+    )
+    passes(model)
+
+
+def _fold_only_small(node: Any) -> bool | None:
+    """Veto folding of any node reading a large constant (the optimizer folds Transpose at any size)."""
+    for value in node.inputs:
+        tensor = value.const_value if value is not None else None
+        if tensor is not None and tensor.size > FOLD_LIMIT:
+            return False
+    return None  # let the optimizer decide
+
+
+def _attach_functions(model: Any) -> int:
+    """Add the function body of each Int4MatMul signature the graph uses; returns the node count."""
+    import onnx_ir as ir
+
+    nodes = [n for n in model.graph if n.op_type == int4_onnx.OP_TYPE and n.domain == int4_onnx.DOMAIN]
+    for overload in sorted({n.overload for n in nodes}):
+        has_zp, has_bias = overload in ("zp", "zp_bias"), overload in ("bias", "zp_bias")
+        function = ir.serde.deserialize_function(int4_onnx.make_function(has_zp, has_bias))
+        model.functions[function.identifier()] = function
+    model.opset_imports[int4_onnx.DOMAIN] = int4_onnx.DOMAIN_VERSION
+    return len(nodes)
+
+
+def _strip_trace_metadata(model: Any) -> None:
+    """Drop per-node stack traces and source locations the exporter records (they triple the graph size)."""
+    for node in model.graph:
+        node.metadata_props.clear()
+
+
+def _sidecar(ckpt: Checkpoint, layout: KvLayout, dtype: torch.dtype, int4_nodes: int) -> dict[str, Any]:
+    config = ckpt.config
+    rope = config.get("rope_parameters") or {}
+    float_name = "float32" if dtype == torch.float32 else "float16"
+    eos = config.get("eos_token_id")
+    kv_shape = ["batch", "num_kv_heads", "past_seq", "head_dim"]
+    return {
+        "format": "awq2trt-onnx",
+        "format_version": 1,
+        "target": "ir",
+        "model": MODEL_FILE,
+        "external_data": DATA_FILE,
+        "dtype": float_name,
+        "model_type": ckpt.model_type,
+        "num_layers": layout.num_layers,
+        "num_attention_heads": config["num_attention_heads"],
+        "num_kv_heads": layout.num_kv_heads,
+        "head_dim": layout.head_dim,
+        "hidden_size": config["hidden_size"],
+        "vocab_size": layout.vocab_size,
+        "max_position_embeddings": config.get("max_position_embeddings"),
+        "rope_theta": rope.get("rope_theta", config.get("rope_theta")),
+        "sliding_window": config.get("sliding_window") if config.get("use_sliding_window", True) else None,
+        "bos_token_id": config.get("bos_token_id"),
+        "eos_token_id": eos if isinstance(eos, list) else ([eos] if eos is not None else []),
+        "pad_token_id": config.get("pad_token_id"),
+        "inputs": {
+            "input_ids": {"dtype": "int64", "shape": ["batch", "seq"]},
+            "attention_mask": {"dtype": "int64", "shape": ["batch", "total_seq"]},
+            "position_ids": {"dtype": "int64", "shape": ["batch", "seq"]},
+            **{name: {"dtype": float_name, "shape": kv_shape} for name in layout.past_names()},
+        },
+        "outputs": {
+            "logits": {"dtype": float_name, "shape": ["batch", "seq", "vocab"]},
+            **{name: {"dtype": float_name, "shape": kv_shape} for name in layout.present_names()},
+        },
+        "kv_cache": {"past": "past_key_values.{layer}.{kind}", "present": "present.{layer}.{kind}"},
+        "quantization": {
+            "bits": 4,
+            "group_sizes": sorted({lay.group_size for lay in ckpt.linears.values()}),
+            "zero_point": ckpt.zero_point,
+            "source_format": ckpt.format,
+            "int4_nodes": int4_nodes,
+        },
+    }
+
+
+def export_checkpoint(
+    checkpoint: str | Path | Checkpoint,
+    output: str | Path,
+    *,
+    dtype: str = "fp32",
+    target: str = "ir",
+    force: bool = False,
+    allow_pickle: bool = False,
+    progress: bool = True,
+    verify: bool = True,
+) -> ExportResult:
+    """Trace *checkpoint* into ``OUTPUT/model.onnx`` (+ external data, tokenizer, ``awq2trt.json``)."""
+    import onnx
+    import onnx_ir as ir
+
+    start = time.perf_counter()
+    if target not in TARGETS:
+        raise Awq2TrtError("--target", expected=" or ".join(TARGETS), got=target)
+    torch_dtype = resolve_dtype(dtype)
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint, allow_pickle=allow_pickle)
+    check_model_type(ckpt)
+    check_model_config(ckpt)
+    if not ckpt.linears:
+        raise Awq2TrtError(
+            ckpt.folder, expected="a quantized checkpoint (AWQ or compressed-tensors)", got="dense weights"
+        )
+    check_output_dir(Path(output), force=force)  # fail before the slow trace, not after it
+    model, computed = _meta_model(ckpt, torch_dtype)
+    layout = KvLayout.of(model.config)
+    onnx_model = _trace(model, layout, torch_dtype)
+    del model
+    with atomic_output_dir(output, force=force) as tmp:
+        writer = _ExternalDataWriter(tmp)
+        try:
+            _fill_initializers(onnx_model.graph, ckpt, computed, writer, _NUMPY_DTYPE[torch_dtype], progress)
+        finally:
+            writer.close()
+        _clean_up(onnx_model)
+        int4_nodes = _attach_functions(onnx_model)
+        if int4_nodes != len(ckpt.linears):
+            raise Awq2TrtError(
+                "export", expected=f"{len(ckpt.linears)} Int4MatMul nodes (one per quantized Linear)", got=int4_nodes
+            )
+        _strip_trace_metadata(onnx_model)
+        onnx_model.producer_name = "awq2trt"
+        ir.save(onnx_model, tmp / MODEL_FILE)
+        if verify:
+            onnx.checker.check_model(str(tmp / MODEL_FILE), full_check=True)
+            inferred = tmp / "inferred.onnx"
+            onnx.shape_inference.infer_shapes_path(str(tmp / MODEL_FILE), str(inferred), strict_mode=True)
+            inferred.unlink()
+        for file_name in TOKENIZER_FILES:
+            if (ckpt.folder / file_name).is_file():
+                shutil.copyfile(ckpt.folder / file_name, tmp / file_name)
+        sidecar = _sidecar(ckpt, layout, torch_dtype, int4_nodes)
+        (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
+        data_bytes = (tmp / DATA_FILE).stat().st_size
+    return ExportResult(Path(output), int4_nodes, len(ckpt.linears), time.perf_counter() - start, data_bytes)

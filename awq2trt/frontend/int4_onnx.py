@@ -1,0 +1,149 @@
+"""``awq2trt::Int4MatMul``: its ONNX schema, the translation from the torch op, and its function bodies.
+
+Node inputs: A (activations [..., K]), B (codes uint8 [N, ceil(K/2)], even k in the low nibble), scales
+[N, K/G] (A's dtype), zero_points (uint8 codes [N, K/G]; optional, absent = 8 = symmetric), bias ([N];
+optional).  Attributes: K, N, bits (4), block_size (G).  Output Y [..., N] = A @ W.T + bias with
+W[n, k] = (q[n, k] - zero_points[n, k // G]) * scales[n, k // G].
+
+Each node carries a model-local function body made of standard ops, so stock ONNX Runtime runs the
+un-lowered graph and it serves as the reference for every target.  ONNX Runtime refuses a body that reads
+an omitted optional input, so there is one body per input signature, told apart by the function
+``overload`` field (ONNX IR 10): "" (no zero points, no bias), "zp", "bias", "zp_bias".  Every overload
+declares all five formal inputs and ignores the ones its signature lacks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+DOMAIN = "awq2trt"
+OP_TYPE = "Int4MatMul"
+DOMAIN_VERSION = 1
+BODY_OPSET = 21
+FORMAL_INPUTS = ("A", "B", "scales", "zero_points", "bias")
+ATTRIBUTES = ("K", "N", "bits", "block_size")
+
+
+def overload_name(has_zero_points: bool, has_bias: bool) -> str:
+    return {(False, False): "", (True, False): "zp", (False, True): "bias", (True, True): "zp_bias"}[
+        (has_zero_points, has_bias)
+    ]
+
+
+def register_schema() -> None:
+    """Make the op known to onnx (and so to onnxscript and the exporter); idempotent."""
+    if onnx.defs.has(OP_TYPE, DOMAIN):
+        return
+    schema = onnx.defs.OpSchema
+    formal = schema.FormalParameter
+    optional = schema.FormalParameterOption.Optional
+    onnx.defs.register_schema(
+        schema(
+            OP_TYPE,
+            DOMAIN,
+            DOMAIN_VERSION,
+            doc=__doc__ or "",
+            inputs=[
+                formal("A", "T"),
+                formal("B", "T1"),
+                formal("scales", "T"),
+                formal("zero_points", "T1", param_option=optional),
+                formal("bias", "T", param_option=optional),
+            ],
+            outputs=[formal("Y", "T")],
+            type_constraints=[
+                ("T", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"], "activations, scales, bias"),
+                ("T1", ["tensor(uint8)"], "packed codes and zero points"),
+            ],
+            attributes=[
+                schema.Attribute("K", schema.AttrType.INT, "in_features"),
+                schema.Attribute("N", schema.AttrType.INT, "out_features"),
+                schema.Attribute("bits", helper.make_attribute("bits", 4), "bits per code (4)"),
+                schema.Attribute("block_size", schema.AttrType.INT, "group size G"),
+            ],
+        )
+    )
+
+
+def translate_int4_matmul(
+    x: Any,
+    qweight: Any,
+    scales: Any,
+    zeros: Any = None,
+    bias: Any = None,
+    in_features: int = 0,
+    group_size: int = 0,
+) -> Any:
+    """onnxscript translation of ``torch.ops.awq2trt.int4_matmul`` for the dynamo exporter."""
+    import onnxscript
+
+    register_schema()
+    op = onnxscript.values.Opset(DOMAIN, DOMAIN_VERSION)
+    out_features = int(scales.shape[0])
+    y = op.Int4MatMul(x, qweight, scales, zeros, bias, K=in_features, N=out_features, bits=4, block_size=group_size)
+    y.producer().overload = overload_name(zeros is not None, bias is not None)
+    return y
+
+
+def _constant(name: str, value: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
+
+
+def function_body(has_zero_points: bool, has_bias: bool) -> list[onnx.NodeProto]:
+    """Unpack the nibbles to [N, K/G, G], subtract zero points, scale, flatten, transpose and multiply."""
+    nodes = [
+        _constant("low_mask", np.uint8(0x0F)),
+        _constant("four", np.uint8(4)),
+        _constant("last_axis", np.array([-1], np.int64)),
+        _constant("flat_rows", np.array([0, -1], np.int64)),
+        helper.make_node("BitwiseAnd", ["B", "low_mask"], ["even_codes"]),
+        helper.make_node("BitShift", ["B", "four"], ["odd_codes"], direction="RIGHT"),
+        helper.make_node("Unsqueeze", ["even_codes", "last_axis"], ["even3"]),
+        helper.make_node("Unsqueeze", ["odd_codes", "last_axis"], ["odd3"]),
+        helper.make_node("Concat", ["even3", "odd3"], ["pairs"], axis=-1),  # [N, K/2, 2]
+        helper.make_node("Shape", ["scales"], ["scales_shape"]),  # [N, K/G]
+        helper.make_node("Concat", ["scales_shape", "last_axis"], ["grouped_shape"], axis=0),
+        helper.make_node("Reshape", ["pairs", "grouped_shape"], ["codes"]),  # [N, K/G, G]
+        helper.make_node("CastLike", ["codes", "scales"], ["codes_f"]),
+        helper.make_node("Unsqueeze", ["scales", "last_axis"], ["scales3"]),
+    ]
+    if has_zero_points:
+        nodes += [
+            helper.make_node("CastLike", ["zero_points", "scales"], ["zeros_f"]),
+            helper.make_node("Unsqueeze", ["zeros_f", "last_axis"], ["zeros3"]),
+        ]
+    else:  # symmetric: the implicit zero point is 2^(bits-1) = 8, as in MatMulNBits
+        nodes += [_constant("eight", np.float32(8.0)), helper.make_node("CastLike", ["eight", "scales"], ["zeros3"])]
+    nodes += [
+        helper.make_node("Sub", ["codes_f", "zeros3"], ["centered"]),
+        helper.make_node("Mul", ["centered", "scales3"], ["weight3"]),
+        helper.make_node("Reshape", ["weight3", "flat_rows"], ["weight"]),  # [N, K]
+        helper.make_node("Transpose", ["weight"], ["weight_t"], perm=[1, 0]),  # [K, N]
+        helper.make_node("MatMul", ["A", "weight_t"], ["Y" if not has_bias else "product"]),
+    ]
+    if has_bias:
+        nodes.append(helper.make_node("Add", ["product", "bias"], ["Y"]))
+    return nodes
+
+
+def make_function(has_zero_points: bool, has_bias: bool) -> onnx.FunctionProto:
+    function = helper.make_function(
+        DOMAIN,
+        OP_TYPE,
+        list(FORMAL_INPUTS),
+        ["Y"],
+        function_body(has_zero_points, has_bias),
+        [helper.make_opsetid("", BODY_OPSET)],
+        attributes=list(ATTRIBUTES),
+    )
+    function.overload = overload_name(has_zero_points, has_bias)
+    function.doc_string = "Reference body of awq2trt::Int4MatMul (standard ops only)."
+    return function
+
+
+def all_functions() -> list[onnx.FunctionProto]:
+    return [make_function(zp, bias) for zp in (False, True) for bias in (False, True)]
