@@ -34,6 +34,20 @@ def source_path(name: str) -> Path:
     return path
 
 
+def copy_with_config(source: Path, dest: Path, **changes: object) -> Path:
+    """A writable copy of a checkpoint folder's files (not subfolders), with config.json keys replaced."""
+    import json
+    import shutil
+
+    dest.mkdir(parents=True)
+    for file in source.iterdir():
+        if file.is_file():
+            shutil.copyfile(file, dest / file.name)
+    config = json.loads((dest / "config.json").read_text())
+    (dest / "config.json").write_text(json.dumps({**config, **changes}, indent=2))
+    return dest
+
+
 def reference(folder: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 

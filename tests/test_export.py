@@ -20,7 +20,7 @@ from awq2trt.errors import Awq2TrtError
 from awq2trt.frontend.export import DATA_FILE, MODEL_FILE, SIDECAR_FILE, export_checkpoint
 from awq2trt.modeling import load_reference_model
 from awq2trt.quantize import quantize_checkpoint
-from tests.conftest import AWQ_FIXTURES, fixture_path, max_abs_rel, reference, source_path
+from tests.conftest import AWQ_FIXTURES, copy_with_config, fixture_path, max_abs_rel, reference, source_path
 from tests.ort_driver import IrSession
 
 PROMPT_TOKENS = 16
@@ -30,14 +30,7 @@ GREEDY_TOKENS = 32
 
 def _mistral_sliding_window(tmp: Path) -> Path:
     """The Mistral source with a 6-token sliding window, RTN-quantized (g32, symmetric: no zero points)."""
-    source = tmp / "mistral-sw"
-    source.mkdir()
-    for f in source_path("mistral").iterdir():
-        if f.is_file():
-            (source / f.name).write_bytes(f.read_bytes())
-    config = json.loads((source / "config.json").read_text())
-    config["sliding_window"] = 6
-    (source / "config.json").write_text(json.dumps(config))
+    source = copy_with_config(source_path("mistral"), tmp / "mistral-sw", sliding_window=6)
     return quantize_checkpoint(source, tmp / "mistral-sw-q", group_size=32, zero_point=False, progress=False)
 
 
@@ -174,13 +167,7 @@ def test_bad_inputs_give_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "file" in _one_error_line(capsys)
     assert main(["export", str(source_path("llama")), "-o", str(tmp_path / "b"), "-q"]) == 1
     assert "quantized checkpoint" in _one_error_line(capsys)
-    gpt2 = tmp_path / "gpt2"
-    gpt2.mkdir()
-    for f in fixture_path("llama-gemm-g64").iterdir():
-        if f.is_file():
-            (gpt2 / f.name).write_bytes(f.read_bytes())
-    config = json.loads((gpt2 / "config.json").read_text())
-    (gpt2 / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    gpt2 = copy_with_config(fixture_path("llama-gemm-g64"), tmp_path / "gpt2", model_type="gpt2")
     assert main(["export", str(gpt2), "-o", str(tmp_path / "c"), "-q"]) == 1
     line = _one_error_line(capsys)
     assert "gpt2" in line and "llama, mistral, qwen2" in line
