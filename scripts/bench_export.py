@@ -265,8 +265,8 @@ def peer_input(checkpoint: Path, work_dir: Path) -> Path:
 # --------------------------------------------------------------------------------------------------- peer
 
 
-def ensure_peer_venv(venv: Path) -> Path:
-    """Create or update the builder's venv; return its python.  Re-installs only when the pins change."""
+def ensure_peer_venv(venv: Path, log: Path) -> Path:
+    """Create the builder's venv, or update it when the pins changed (pip's output to *log*); return its python."""
     python = venv / "bin" / "python"
     stamp = venv / PEER_STAMP
     wanted = hashlib.sha256("\n".join((PEER_TORCH, *PEER_PINS)).encode()).hexdigest()
@@ -274,18 +274,27 @@ def ensure_peer_venv(venv: Path) -> Path:
         return python
     print(f"bench_export: installing onnxruntime-genai into {venv} (about a minute) ...", flush=True)
     start = time.perf_counter()
+    log.parent.mkdir(parents=True, exist_ok=True)
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     constraints = venv / "peer-constraints.txt"
     constraints.write_text("\n".join((PEER_TORCH, *PEER_PINS)) + "\n")
     env = {**os.environ, "PIP_CONSTRAINT": str(constraints), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, PEER_TORCH], check=True, env=env)  # first: the CPU wheel on disk, never replaced
-    subprocess.run([*pip, *PEER_PINS], check=True, env=env)
+    pip = [str(python), "-m", "pip", "install"]
     check = "import torch, onnxruntime_genai, onnx_ir, transformers; assert torch.__version__.startswith('2.13.0')"
-    subprocess.run([str(python), "-c", check], check=True, env=env)
+    steps = (
+        [*pip, PEER_TORCH],  # first: the CPU wheel on disk, which the constraints then keep
+        [*pip, *PEER_PINS],
+        [str(python), "-c", check],
+    )
+    with open(log, "w") as out:
+        for cmd in steps:
+            out.write("$ " + " ".join(cmd) + "\n")
+            out.flush()
+            if subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT).returncode:
+                sys.exit(f"bench_export: installing the peer failed; last lines of {log}:\n{log_tail(log)}")
     stamp.write_text(wanted + "\n")
-    print(f"bench_export: peer installed in {fmt_time(time.perf_counter() - start)}")
+    print(f"bench_export: peer installed in {fmt_time(time.perf_counter() - start)} (log: {log})")
     return python
 
 
@@ -377,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         measure_tool("awq2trt export", our_command(checkpoint, args.dtype), work_dir / "ours", work_dir, args.runs, env)
     ]
     if not args.skip_peer:
-        python = ensure_peer_venv(args.peer_venv.expanduser().resolve())
+        python = ensure_peer_venv(args.peer_venv.expanduser().resolve(), work_dir / "logs" / "peer-install.log")
         make = peer_command(python, peer_input(checkpoint, work_dir), work_dir / "genai-cache")
         name = f"onnxruntime-genai {PEER_PINS[0].split('==')[1]} builder"
         results.append(measure_tool(name, make, work_dir / "genai", work_dir, args.runs, env))

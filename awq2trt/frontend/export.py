@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,46 +163,38 @@ def _fill_initializers(
     np_dtype: type,
     progress: bool,
 ) -> None:
+    """Give every traced initializer its data: quantized Linears decoded once each, then dense tensors."""
     import onnx_ir as ir
 
-    initializers = dict(graph.initializers)
-    tied = bool(ckpt.config.get("tie_word_embeddings", False))
-    by_module: dict[str, dict[str, Any]] = {}
-    for name, value in initializers.items():
-        path = name.removeprefix(WRAPPER_PREFIX)
-        module, _, leaf = path.rpartition(".")
+    quantized: dict[str, dict[str, Any]] = {}  # module -> {leaf: value}
+    dense: list[Any] = []
+    for name, value in graph.initializers.items():
+        module, _, leaf = name.removeprefix(WRAPPER_PREFIX).rpartition(".")
         if module in ckpt.linears:
-            by_module.setdefault(module, {})[leaf] = value
-
-    def jobs() -> Iterator[tuple[str, Any]]:
-        yield from ((f"module:{m}", parts) for m, parts in by_module.items())
-        for name, value in initializers.items():
-            if name.removeprefix(WRAPPER_PREFIX).rpartition(".")[0] not in by_module:
-                yield name, value
-
-    total = len(by_module) + sum(
-        1 for n in initializers if n.removeprefix(WRAPPER_PREFIX).rpartition(".")[0] not in by_module
-    )
-    for key, item in tqdm(jobs(), total=total, desc="writing weights", unit="tensor", disable=not progress):
-        if key.startswith("module:"):
-            module = key.removeprefix("module:")
+            quantized.setdefault(module, {})[leaf] = value
+        else:
+            dense.append(value)
+    tied = bool(ckpt.config.get("tie_word_embeddings", False))
+    with tqdm(total=len(quantized) + len(dense), desc="writing weights", unit="tensor", disable=not progress) as bar:
+        for module, values in quantized.items():
             arrays = _quantized_arrays(ckpt, module, np_dtype)
-            for leaf, value in item.items():
+            for leaf, value in values.items():
                 if leaf not in arrays:
                     raise Awq2TrtError(f"{module}.{leaf}", expected="a tensor of this quantized Linear", got="none")
                 value.const_value = writer.add(value.name, arrays[leaf])
-            continue
-        value = item
-        if key in computed:  # buffers the architecture computes itself (rotary frequencies)
-            value.const_value = ir.tensor(computed[key].numpy(), name=key)
-            continue
-        source = key.removeprefix(WRAPPER_PREFIX)
-        if source not in ckpt.weights and tied and source == "lm_head.weight":
-            source = "model.embed_tokens.weight"  # a tied head is the input embedding, stored once
-        if source not in ckpt.weights:
-            raise Awq2TrtError(source, expected="this tensor in the checkpoint", got="missing")
-        shape = tuple(int(d) for d in value.shape)
-        value.const_value = writer.add(key, _checked_dense(ckpt, source, shape).astype(np_dtype))
+            bar.update()
+        for value in dense:
+            if value.name in computed:  # buffers the architecture computes itself (rotary frequencies)
+                value.const_value = ir.tensor(computed[value.name].numpy(), name=value.name)
+            else:
+                source = value.name.removeprefix(WRAPPER_PREFIX)
+                if source not in ckpt.weights and tied and source == "lm_head.weight":
+                    source = "model.embed_tokens.weight"  # a tied head is the input embedding, stored once
+                if source not in ckpt.weights:
+                    raise Awq2TrtError(source, expected="this tensor in the checkpoint", got="missing")
+                shape = tuple(int(d) for d in value.shape)
+                value.const_value = writer.add(value.name, _checked_dense(ckpt, source, shape).astype(np_dtype))
+            bar.update()
 
 
 def _clean_up(model: Any) -> None:
