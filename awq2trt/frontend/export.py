@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,18 +86,22 @@ def _trace(model: torch.nn.Module, layout: KvLayout, dtype: torch.dtype) -> Any:
     int4_onnx.register_schema()
     wrapper = KvCacheWrapper(model).eval()
     try:
-        program = torch.onnx.export(
-            wrapper,
-            example_inputs(layout, dtype, device="meta"),
-            dynamo=True,
-            optimize=False,  # the optimizer would read weight values; it runs after they are filled in
-            opset_version=OPSET,
-            dynamic_shapes=dynamic_shapes(layout),
-            input_names=layout.input_names(),
-            output_names=layout.output_names(),
-            custom_translation_table={torch.ops.awq2trt.int4_matmul.default: int4_onnx.translate_int4_matmul},
-            verbose=False,
-        )
+        with warnings.catch_warnings():
+            # Notes the exporter prints on every export: axes we named twice on purpose, torch internals.
+            warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used")
+            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*LeafSpec.*")
+            program = torch.onnx.export(
+                wrapper,
+                example_inputs(layout, dtype, device="meta"),
+                dynamo=True,
+                optimize=False,  # the optimizer would read weight values; cleanup runs after they are filled in
+                opset_version=OPSET,
+                dynamic_shapes=dynamic_shapes(layout),
+                input_names=layout.input_names(),
+                output_names=layout.output_names(),
+                custom_translation_table={torch.ops.awq2trt.int4_matmul.default: int4_onnx.translate_int4_matmul},
+                verbose=False,
+            )
     except Exception as exc:  # the exporter reports any tracing failure through its own exception types
         raise Awq2TrtError(
             "export", expected="a traceable model", got=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
