@@ -1,8 +1,7 @@
 """Every broken checkpoint in `broken_corpus` ends in one ``error: <where>: expected <x>, got <y>`` line.
 
 ``awq2trt inspect PATH --check -q`` runs in-process for the whole corpus, and in real subprocesses for a few
-cases, to show that no traceback reaches a terminal.  Cases listed in `KNOWN_BUGS` currently fail the
-contract; they are strict xfails, so a fix makes them pass loudly and the entry must then be removed.
+cases, to show that no traceback reaches a terminal.
 """
 
 from __future__ import annotations
@@ -21,10 +20,6 @@ from awq2trt.cli import EXIT_USER_ERROR, main
 from tests.broken_corpus import CASES, CASES_BY_ID, CT, GEMM, GEMV, QWEN, BrokenCase, copy_fixture, pickle_only
 
 ERROR_LINE = re.compile(r"^error: .+: expected .+, got ")
-
-# id -> what the package does wrong today (see the test report for file/line details).
-KNOWN_BUGS: dict[str, str] = {}
-assert set(KNOWN_BUGS) <= set(CASES_BY_ID), "KNOWN_BUGS names a case that is not in the corpus"
 
 # The kinds of mistakes the corpus must keep covering.
 REQUIRED_IDS = {
@@ -67,14 +62,7 @@ SUBPROCESS_IDS = ("awq-bits-3", "safetensors-truncated-in-data", "pickle-only-re
 
 def _params(ids: tuple[str, ...] | None = None) -> list:
     cases = CASES if ids is None else tuple(CASES_BY_ID[i] for i in ids)
-    return [
-        pytest.param(
-            case,
-            id=case.id,
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[case.id])] if case.id in KNOWN_BUGS else [],
-        )
-        for case in cases
-    ]
+    return [pytest.param(case, id=case.id) for case in cases]
 
 
 @pytest.fixture(autouse=True)
