@@ -184,13 +184,14 @@ def test_export_refuses_non_empty_output_before_tracing(tmp_path: Path) -> None:
 
 
 SLOW_EXPORT = """
-import sys, time
+import pathlib, sys, time
 import awq2trt.frontend.export as export
-real = export._ExternalDataWriter.add
-def slow(self, name, array):
+real = export._quantized_arrays
+def slow(*args, **kwargs):
+    pathlib.Path(sys.argv[3]).touch()  # tells the test that weights are being written
     time.sleep(0.2)
-    return real(self, name, array)
-export._ExternalDataWriter.add = slow
+    return real(*args, **kwargs)
+export._quantized_arrays = slow
 from awq2trt.cli import main
 sys.exit(main(["export", sys.argv[1], "-o", sys.argv[2], "-q"]))
 """
@@ -198,28 +199,30 @@ sys.exit(main(["export", sys.argv[1], "-o", sys.argv[2], "-q"]))
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_export_leaves_no_model(tmp_path: Path, sig: int) -> None:
-    out = tmp_path / "out"
+    out = tmp_path / "work" / "out"
+    writing = tmp_path / "writing"
     proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_EXPORT, str(fixture_path("qwen2-gemm-g128")), str(out)],
+        [sys.executable, "-c", SLOW_EXPORT, str(fixture_path("qwen2-gemm-g128")), str(out), str(writing)],
         stderr=subprocess.PIPE,
         text=True,
     )
     deadline = time.monotonic() + 120
-    while not any(p.name.startswith(".out.partial-") and (p / DATA_FILE).exists() for p in tmp_path.iterdir()):
+    while not writing.exists():
         assert proc.poll() is None and time.monotonic() < deadline, "export never started writing weights"
         time.sleep(0.05)
     time.sleep(0.5)  # mid-write
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
+    work = tmp_path / "work"
     assert not out.exists()
     if sig == signal.SIGTERM:
         assert proc.returncode == 130 and err.strip().startswith("error: interrupted")
-        assert list(tmp_path.iterdir()) == []
+        assert list(work.iterdir()) == []
     else:
         # A kill cannot be caught: the hidden partial folder stays until the next run into that output.
-        assert all(p.name.startswith(".out.partial-") for p in tmp_path.iterdir())
+        assert [p.name.startswith(".out.partial-") for p in work.iterdir()] == [True]
         export_checkpoint(fixture_path("llama-gemm-g64"), out, progress=False)
-        assert [p.name for p in tmp_path.iterdir()] == ["out"]
+        assert [p.name for p in work.iterdir()] == ["out"]
 
 
 def test_dense_copy_never_materialised_for_quantized_layers() -> None:

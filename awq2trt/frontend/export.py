@@ -9,10 +9,12 @@ offset and is never loaded whole.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,41 +111,6 @@ def _trace(model: torch.nn.Module, layout: KvLayout, dtype: torch.dtype) -> Any:
     return program.model
 
 
-class _ExternalDataWriter:
-    """Appends tensors to one data file and hands back `ir.ExternalTensor`s pointing into it."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.file = (folder / DATA_FILE).open("wb")
-        self.offset = 0
-
-    def add(self, name: str, array: np.ndarray) -> Any:
-        import onnx_ir as ir
-
-        # Large tensors start on a page boundary so ONNX Runtime can memory-map them.
-        alignment = 4096 if array.nbytes >= 1 << 20 else 64
-        pad = (-self.offset) % alignment
-        if pad:
-            self.file.write(b"\0" * pad)
-            self.offset += pad
-        data = np.ascontiguousarray(array)
-        self.file.write(data.tobytes())
-        tensor = ir.ExternalTensor(
-            DATA_FILE,
-            self.offset,
-            data.nbytes,
-            ir.DataType.from_numpy(data.dtype),
-            shape=ir.Shape(data.shape),
-            name=name,
-            base_dir=str(self.folder),
-        )
-        self.offset += data.nbytes
-        return tensor
-
-    def close(self) -> None:
-        self.file.close()
-
-
 def _quantized_arrays(ckpt: Checkpoint, module: str, np_dtype: type) -> dict[str, np.ndarray]:
     """The IR tensors of one quantized Linear, decoded from whatever format the checkpoint uses."""
     qw: QuantWeight = ckpt.quant_weight(module)
@@ -160,46 +127,69 @@ def _quantized_arrays(ckpt: Checkpoint, module: str, np_dtype: type) -> dict[str
     return arrays
 
 
-def _fill_initializers(
-    graph: Any,
-    ckpt: Checkpoint,
-    computed: dict[str, torch.Tensor],
-    writer: _ExternalDataWriter,
-    np_dtype: type,
-    progress: bool,
-) -> None:
-    """Give every traced initializer its data: quantized Linears decoded once each, then dense tensors."""
+def _lazy(name: str, shape: tuple[int, ...], dtype: np.dtype, make: Callable[[], np.ndarray]) -> Any:
+    """An initializer whose data is produced only when the model is saved (and then dropped again)."""
     import onnx_ir as ir
 
-    quantized: dict[str, dict[str, Any]] = {}  # module -> {leaf: value}
-    dense: list[Any] = []
-    for name, value in graph.initializers.items():
-        module, _, leaf = name.removeprefix(WRAPPER_PREFIX).rpartition(".")
-        if module in ckpt.linears:
-            quantized.setdefault(module, {})[leaf] = value
-        else:
-            dense.append(value)
+    def materialize() -> Any:
+        array = make()
+        if array.shape != shape or array.dtype != dtype:  # a pass or lowering promised something else
+            raise Awq2TrtError(name, expected=f"{dtype} {list(shape)}", got=f"{array.dtype} {list(array.shape)}")
+        return ir.Tensor(np.ascontiguousarray(array), name=name)
+
+    return ir.LazyTensor(materialize, ir.DataType.from_numpy(dtype), ir.Shape(shape), name=name)
+
+
+def _fill_initializers(graph: Any, ckpt: Checkpoint, computed: dict[str, torch.Tensor], np_dtype: type) -> None:
+    """Give every traced initializer its data, lazily: nothing is decoded until the model is saved.
+
+    Each quantized Linear is decoded once for its three or four tensors (a small cache holds the last few);
+    passes and lowerings can wrap these lazy tensors in further transformations (reshapes, concatenations)
+    that also run only at save time, one tensor at a time.
+    """
+    import onnx_ir as ir
+
+    decode = functools.lru_cache(maxsize=4)(lambda module: _quantized_arrays(ckpt, module, np_dtype))
     tied = bool(ckpt.config.get("tie_word_embeddings", False))
-    with tqdm(total=len(quantized) + len(dense), desc="writing weights", unit="tensor", disable=not progress) as bar:
-        for module, values in quantized.items():
-            arrays = _quantized_arrays(ckpt, module, np_dtype)
-            for leaf, value in values.items():
-                if leaf not in arrays:
-                    raise Awq2TrtError(f"{module}.{leaf}", expected="a tensor of this quantized Linear", got="none")
-                value.const_value = writer.add(value.name, arrays[leaf])
+    for value in graph.initializers.values():
+        name = value.name
+        module, _, leaf = name.removeprefix(WRAPPER_PREFIX).rpartition(".")
+        shape = tuple(int(d) for d in value.shape)
+        dtype = value.dtype.numpy()
+        if module in ckpt.linears:
+            value.const_value = _lazy(name, shape, dtype, lambda m=module, leaf=leaf: decode(m)[leaf])
+        elif name in computed:  # buffers the architecture computes itself (rotary frequencies)
+            value.const_value = ir.tensor(computed[name].numpy(), name=name)
+        else:
+            source = name.removeprefix(WRAPPER_PREFIX)
+            if source not in ckpt.weights and tied and source == "lm_head.weight":
+                source = "model.embed_tokens.weight"  # a tied head is the input embedding, stored once
+            if source not in ckpt.weights:
+                raise Awq2TrtError(source, expected="this tensor in the checkpoint", got="missing")
+            make = lambda src=source, shp=shape: _checked_dense(ckpt, src, shp).astype(np_dtype)  # noqa: E731
+            value.const_value = _lazy(name, shape, dtype, make)
+
+
+def _save(model: Any, folder: Path, progress: bool) -> None:
+    """Write model.onnx and its external data, materializing one lazy tensor at a time."""
+    import onnx_ir as ir
+
+    with tqdm(desc="writing weights", unit="tensor", disable=not progress) as bar:
+
+        def advance(tensor: Any, info: Any) -> None:
+            bar.total = info.total
             bar.update()
-        for value in dense:
-            if value.name in computed:  # buffers the architecture computes itself (rotary frequencies)
-                value.const_value = ir.tensor(computed[value.name].numpy(), name=value.name)
-            else:
-                source = value.name.removeprefix(WRAPPER_PREFIX)
-                if source not in ckpt.weights and tied and source == "lm_head.weight":
-                    source = "model.embed_tokens.weight"  # a tied head is the input embedding, stored once
-                if source not in ckpt.weights:
-                    raise Awq2TrtError(source, expected="this tensor in the checkpoint", got="missing")
-                shape = tuple(int(d) for d in value.shape)
-                value.const_value = writer.add(value.name, _checked_dense(ckpt, source, shape).astype(np_dtype))
-            bar.update()
+
+        # One worker: tensors are decoded in order (the decode cache hits) and memory stays at one tensor.
+        # Page-aligned large tensors let ONNX Runtime memory-map them.
+        ir.save(
+            model,
+            folder / MODEL_FILE,
+            external_data=DATA_FILE,
+            callback=advance,
+            max_workers=1,
+            alignment=4096,
+        )
 
 
 def _clean_up(model: Any) -> None:
@@ -327,7 +317,6 @@ def export_checkpoint(
 ) -> ExportResult:
     """Trace *checkpoint* into ``OUTPUT/model.onnx`` (+ external data, tokenizer, ``awq2trt.json``)."""
     import onnx
-    import onnx_ir as ir
 
     start = time.perf_counter()
     if target not in TARGETS:
@@ -345,12 +334,8 @@ def export_checkpoint(
     layout = KvLayout.of(model.config)
     onnx_model = _trace(model, layout, torch_dtype)
     del model
+    _fill_initializers(onnx_model.graph, ckpt, computed, _NUMPY_DTYPE[torch_dtype])
     with atomic_output_dir(output, force=force) as tmp:
-        writer = _ExternalDataWriter(tmp)
-        try:
-            _fill_initializers(onnx_model.graph, ckpt, computed, writer, _NUMPY_DTYPE[torch_dtype], progress)
-        finally:
-            writer.close()
         _clean_up(onnx_model)
         int4_nodes = _attach_functions(onnx_model)
         if int4_nodes != len(ckpt.linears):
@@ -359,7 +344,7 @@ def export_checkpoint(
             )
         _strip_trace_metadata(onnx_model)
         onnx_model.producer_name = "awq2trt"
-        ir.save(onnx_model, tmp / MODEL_FILE)
+        _save(onnx_model, tmp, progress)
         if verify:
             onnx.checker.check_model(str(tmp / MODEL_FILE), full_check=True)
             inferred = tmp / "inferred.onnx"
