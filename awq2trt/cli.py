@@ -116,12 +116,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.output,
         dtype=args.dtype,
         target=args.target,
+        accuracy_level=args.accuracy_level,
         force=args.force,
         allow_pickle=args.allow_pickle,
         progress=not args.quiet,
     )
     print(
-        f"{result.output}: {result.int4_nodes} Int4MatMul nodes, {result.data_bytes / 2**20:.1f} MB of weights,"
+        f"{result.output}: {result.int4_nodes} int4 matmul nodes, {result.data_bytes / 2**20:.1f} MB of weights,"
         f" {result.seconds:.1f} s"
     )
     return 0
@@ -318,7 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help=model_help)
     p.add_argument("-o", "--output", required=True, help="output folder (model.onnx, data, tokenizer, awq2trt.json)")
     p.add_argument("--dtype", default="fp32", help="activation and scale dtype: fp32 (default) or fp16")
-    p.add_argument("--target", default="ir", help="ir (the portable graph; backend lowerings come later)")
+    p.add_argument(
+        "--target",
+        default="ir",
+        help="ir: portable graph with awq2trt::Int4MatMul (reference); ort: ONNX Runtime's MatMulNBits kernels",
+    )
+    p.add_argument(
+        "--accuracy-level",
+        type=int,
+        default=4,
+        help="ort target: 4 = int8 activations in the int4 matmuls (fastest, ~0.5%% error), 0 = exact",
+    )
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=cmd_export)
 

@@ -113,6 +113,11 @@ def test_exported_graph_matches_reference(smollm2_rtn: Path, smollm2_ir: Path) -
     for step in range(9):  # prefill + 8 decode steps
         assert max_abs_rel(step_logits[step], torch_steps[step])[0] <= 1e-3, step
     np.testing.assert_array_equal(new_ids, torch_ids)
+    # The tied output head is stored once (the exporter lifts it twice).
+    import onnx
+
+    graph = onnx.load(str(smollm2_ir / "model.onnx"), load_external_data=False)
+    assert sum(list(i.dims) == [49152, 576] for i in graph.graph.initializer) == 1
 
 
 def test_demo_end_to_end(smollm2: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,8 +32,9 @@ from awq2trt.frontend.kv_wrapper import KvCacheWrapper, KvLayout, dynamic_shapes
 from awq2trt.modeling.awq_linear import AwqLinear, pack_codes_pairs
 from awq2trt.modeling.loader import _checked_dense, _empty_model, check_model_config, check_model_type, resolve_dtype
 from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
+from awq2trt.targets.ort import ACCURACY_LEVELS, lower_to_ort
 
-TARGETS = ("ir",)
+TARGETS = ("ir", "ort")
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
 SIDECAR_FILE = "awq2trt.json"
@@ -168,6 +169,18 @@ def _fill_initializers(graph: Any, ckpt: Checkpoint, computed: dict[str, torch.T
                 raise Awq2TrtError(source, expected="this tensor in the checkpoint", got="missing")
             make = lambda src=source, shp=shape: _checked_dense(ckpt, src, shp).astype(np_dtype)  # noqa: E731
             value.const_value = _lazy(name, shape, dtype, make)
+
+
+def _share_tied_embeddings(graph: Any, ckpt: Checkpoint) -> None:
+    """The exporter lifts a tied output head as a second initializer; point its users at the embedding."""
+    if not ckpt.config.get("tie_word_embeddings", False):
+        return
+    head = graph.initializers.get(WRAPPER_PREFIX + "lm_head.weight")
+    embedding = graph.initializers.get(WRAPPER_PREFIX + "model.embed_tokens.weight")
+    if head is None or embedding is None or head is embedding:
+        return
+    head.replace_all_uses_with(embedding)
+    graph.initializers.pop(head.name)
 
 
 def _save(model: Any, folder: Path, progress: bool) -> None:
@@ -314,6 +327,7 @@ def export_checkpoint(
     allow_pickle: bool = False,
     progress: bool = True,
     verify: bool = True,
+    accuracy_level: int = 4,
 ) -> ExportResult:
     """Trace *checkpoint* into ``OUTPUT/model.onnx`` (+ external data, tokenizer, ``awq2trt.json``)."""
     import onnx
@@ -321,6 +335,8 @@ def export_checkpoint(
     start = time.perf_counter()
     if target not in TARGETS:
         raise Awq2TrtError("--target", expected=" or ".join(TARGETS), got=target)
+    if accuracy_level not in ACCURACY_LEVELS:
+        raise Awq2TrtError("--accuracy-level", expected="0, 1, 2, 3 or 4", got=accuracy_level)
     torch_dtype = resolve_dtype(dtype)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint, allow_pickle=allow_pickle)
     check_model_type(ckpt)
@@ -335,12 +351,16 @@ def export_checkpoint(
     onnx_model = _trace(model, layout, torch_dtype)
     del model
     _fill_initializers(onnx_model.graph, ckpt, computed, _NUMPY_DTYPE[torch_dtype])
+    _share_tied_embeddings(onnx_model.graph, ckpt)
     with atomic_output_dir(output, force=force) as tmp:
         _clean_up(onnx_model)
-        int4_nodes = _attach_functions(onnx_model)
+        if target == "ort":
+            int4_nodes = lower_to_ort(onnx_model, accuracy_level=accuracy_level)
+        else:
+            int4_nodes = _attach_functions(onnx_model)
         if int4_nodes != len(ckpt.linears):
             raise Awq2TrtError(
-                "export", expected=f"{len(ckpt.linears)} Int4MatMul nodes (one per quantized Linear)", got=int4_nodes
+                "export", expected=f"{len(ckpt.linears)} int4 matmul nodes (one per quantized Linear)", got=int4_nodes
             )
         _strip_trace_metadata(onnx_model)
         onnx_model.producer_name = "awq2trt"
@@ -354,6 +374,9 @@ def export_checkpoint(
             if (ckpt.folder / file_name).is_file():
                 shutil.copyfile(ckpt.folder / file_name, tmp / file_name)
         sidecar = _sidecar(ckpt, layout, torch_dtype, int4_nodes)
+        sidecar["target"] = target
+        if target == "ort":
+            sidecar["accuracy_level"] = accuracy_level
         (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
         data_bytes = (tmp / DATA_FILE).stat().st_size
     return ExportResult(Path(output), int4_nodes, len(ckpt.linears), time.perf_counter() - start, data_bytes)

@@ -1,0 +1,1 @@
+"""Backend lowerings of the IR graph: one module per target."""
