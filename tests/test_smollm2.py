@@ -128,4 +128,4 @@ def test_demo_end_to_end(smollm2: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["demo", "--cache-dir", str(cache), "--no-eval", "-n", "16", "-q"]) == 0
     out = capsys.readouterr().out
     assert "Paris" in out and "tok/s" in out and "int4 checkpoint" in out
-    assert (cache / "models" / "SmolLM2-135M-Instruct-rtn-g64-onnx" / "model.onnx").is_file()
+    assert (cache / "models" / "SmolLM2-135M-Instruct-rtn-g64-ort" / "model.onnx").is_file()
