@@ -30,7 +30,14 @@ from awq2trt.errors import Awq2TrtError
 from awq2trt.frontend import int4_onnx
 from awq2trt.frontend.kv_wrapper import KvCacheWrapper, KvLayout, dynamic_shapes, example_inputs
 from awq2trt.modeling.awq_linear import AwqLinear, pack_codes_pairs
-from awq2trt.modeling.loader import _checked_dense, _empty_model, check_model_config, check_model_type, resolve_dtype
+from awq2trt.modeling.loader import (
+    check_model_config,
+    check_model_type,
+    checked_dense_tensor,
+    empty_model,
+    linear_to_replace,
+    resolve_dtype,
+)
 from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
 from awq2trt.targets.ort import ACCURACY_LEVELS, lower_to_ort
 
@@ -55,21 +62,10 @@ class ExportResult:
 
 def _meta_model(ckpt: Checkpoint, dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """The architecture with `AwqLinear`s, everything on ``meta``; plus the real values of computed buffers."""
-    model = _empty_model(ckpt, dtype)
+    model = empty_model(ckpt, dtype)
     zero_point = ckpt.zero_point is not False
     for name, layout in ckpt.linears.items():
-        try:
-            target = model.get_submodule(name)
-        except AttributeError:
-            target = None
-        if not isinstance(target, torch.nn.Linear):
-            raise Awq2TrtError(name, expected=f"a Linear of the {ckpt.model_type} architecture", got="no such module")
-        if (target.out_features, target.in_features) != (layout.out_features, layout.in_features):
-            raise Awq2TrtError(
-                name,
-                expected=f"[out, in] = {[target.out_features, target.in_features]} from config.json",
-                got=[layout.out_features, layout.in_features],
-            )
+        target = linear_to_replace(model, ckpt, name, layout.out_features, layout.in_features)
         with torch.device("meta"):
             layer = AwqLinear(
                 layout.in_features,
@@ -124,7 +120,7 @@ def _quantized_arrays(ckpt: Checkpoint, module: str, np_dtype: type) -> dict[str
         )
     bias_name = f"{module}.bias"
     if bias_name in ckpt.weights:
-        arrays["bias"] = _checked_dense(ckpt, bias_name, (qw.out_features,)).astype(np_dtype)
+        arrays["bias"] = checked_dense_tensor(ckpt, bias_name, (qw.out_features,)).astype(np_dtype)
     return arrays
 
 
@@ -167,7 +163,7 @@ def _fill_initializers(graph: Any, ckpt: Checkpoint, computed: dict[str, torch.T
                 source = "model.embed_tokens.weight"  # a tied head is the input embedding, stored once
             if source not in ckpt.weights:
                 raise Awq2TrtError(source, expected="this tensor in the checkpoint", got="missing")
-            make = lambda src=source, shp=shape: _checked_dense(ckpt, src, shp).astype(np_dtype)  # noqa: E731
+            make = lambda src=source, shp=shape: checked_dense_tensor(ckpt, src, shp).astype(np_dtype)  # noqa: E731
             value.const_value = _lazy(name, shape, dtype, make)
 
 

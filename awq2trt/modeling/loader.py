@@ -82,7 +82,7 @@ def hf_config(checkpoint: Checkpoint) -> Any:
         ) from exc
 
 
-def _empty_model(checkpoint: Checkpoint, dtype: torch.dtype) -> nn.Module:
+def empty_model(checkpoint: Checkpoint, dtype: torch.dtype) -> nn.Module:
     """The architecture with parameters on the meta device (no memory), buffers real."""
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
@@ -97,7 +97,7 @@ def _empty_model(checkpoint: Checkpoint, dtype: torch.dtype) -> nn.Module:
         ) from exc
 
 
-def _checked_dense(checkpoint: Checkpoint, name: str, shape: tuple[int, ...]) -> np.ndarray:
+def checked_dense_tensor(checkpoint: Checkpoint, name: str, shape: tuple[int, ...]) -> np.ndarray:
     array = checkpoint.tensor(name)
     if array.shape != shape:
         raise Awq2TrtError(name, expected=f"shape {list(shape)} from config.json", got=list(array.shape))
@@ -108,21 +108,27 @@ def _checked_dense(checkpoint: Checkpoint, name: str, shape: tuple[int, ...]) ->
     return array
 
 
+def linear_to_replace(model: nn.Module, ckpt: Checkpoint, name: str, out_features: int, in_features: int) -> nn.Linear:
+    """The architecture's Linear that quantized weight *name* stands for, checked against its shape."""
+    try:
+        target = model.get_submodule(name)
+    except AttributeError:
+        target = None
+    if not isinstance(target, nn.Linear):
+        raise Awq2TrtError(name, expected=f"a Linear of the {ckpt.model_type} architecture", got="no such module")
+    if (out_features, in_features) != (target.out_features, target.in_features):
+        raise Awq2TrtError(
+            name,
+            expected=f"[out, in] = {[target.out_features, target.in_features]} from config.json",
+            got=[out_features, in_features],
+        )
+    return target
+
+
 def _install_quantized(model: nn.Module, ckpt: Checkpoint, dtype: torch.dtype, progress: bool) -> None:
     for name in tqdm(ckpt.linears, desc="quantized layers", disable=not progress, leave=False):
-        try:
-            target = model.get_submodule(name)
-        except AttributeError:
-            target = None
-        if not isinstance(target, nn.Linear):
-            raise Awq2TrtError(name, expected=f"a Linear of the {ckpt.model_type} architecture", got="no such module")
         qw = ckpt.quant_weight(name)  # decoding first: a malformed tensor is named before shapes are compared
-        if (qw.out_features, qw.in_features) != (target.out_features, target.in_features):
-            raise Awq2TrtError(
-                name,
-                expected=f"[out, in] = {[target.out_features, target.in_features]} from config.json",
-                got=[qw.out_features, qw.in_features],
-            )
+        target = linear_to_replace(model, ckpt, name, qw.out_features, qw.in_features)
         bias_name = f"{name}.bias"
         if (target.bias is not None) != (bias_name in ckpt.weights):
             raise Awq2TrtError(
@@ -130,7 +136,7 @@ def _install_quantized(model: nn.Module, ckpt: Checkpoint, dtype: torch.dtype, p
                 expected="present" if target.bias is not None else "absent (config has no bias)",
                 got="the opposite",
             )
-        bias = _checked_dense(ckpt, bias_name, (qw.out_features,)) if target.bias is not None else None
+        bias = checked_dense_tensor(ckpt, bias_name, (qw.out_features,)) if target.bias is not None else None
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, AwqLinear.from_quant_weight(qw, bias, dtype=dtype))
 
@@ -145,7 +151,7 @@ def _install_dense(model: nn.Module, ckpt: Checkpoint, dtype: torch.dtype) -> No
             if tied and name == tied_name:
                 continue  # the output head is the input embedding, stored once
             raise Awq2TrtError(name, expected="this tensor in the checkpoint", got="missing")
-        array = _checked_dense(ckpt, name, tuple(param.shape))
+        array = checked_dense_tensor(ckpt, name, tuple(param.shape))
         module_name, _, leaf = name.rpartition(".")
         module = model.get_submodule(module_name) if module_name else model
         module._parameters[leaf] = nn.Parameter(torch.from_numpy(array).to(dtype), requires_grad=False)
@@ -179,7 +185,7 @@ def load_reference_model(
     check_model_type(ckpt)
     check_model_config(ckpt)
     torch_dtype = resolve_dtype(dtype)
-    model = _empty_model(ckpt, torch_dtype)
+    model = empty_model(ckpt, torch_dtype)
     _install_quantized(model, ckpt, torch_dtype, progress)
     _install_dense(model, ckpt, torch_dtype)
     if cache_dense:
