@@ -205,8 +205,8 @@ class WeightFiles:
             yield name, self.get(name)
 
 
-_NUMPY_TO_SAFETENSORS = {"float16": "F16", "float32": "F32", "float64": "F64", "int8": "I8", "uint8": "U8",
-                         "int16": "I16", "int32": "I32", "int64": "I64", "bool": "BOOL"}  # fmt: skip
+# The inverse of _NUMPY_DTYPES, so the two spellings cannot drift apart.
+_NUMPY_TO_SAFETENSORS = {np.dtype(numpy_name).name: name for name, numpy_name in _NUMPY_DTYPES.items()}
 
 
 def _numpy_dtype_name(dtype: np.dtype) -> str:
