@@ -117,6 +117,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         target=args.target,
         accuracy_level=args.accuracy_level,
+        lm_head=args.lm_head,
         force=args.force,
         allow_pickle=args.allow_pickle,
         progress=not args.quiet,
@@ -329,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=4,
         help="ort target: 4 = int8 activations in the int4 matmuls (fastest, ~0.5%% error), 0 = exact",
+    )
+    p.add_argument(
+        "--lm-head",
+        default="fp",
+        help="ort target: fp keeps the output head exact (default); int8 or int4 quantizes it (RTN, group 32):"
+        " on small models it is the largest read per token",
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=cmd_export)

@@ -39,6 +39,7 @@ from awq2trt.modeling.loader import (
     resolve_dtype,
 )
 from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
+from awq2trt.targets.lm_head import LM_HEAD_CHOICES, quantize_lm_head
 from awq2trt.targets.ort import ACCURACY_LEVELS, lower_to_ort
 
 TARGETS = ("ir", "ort")
@@ -324,8 +325,12 @@ def export_checkpoint(
     progress: bool = True,
     verify: bool = True,
     accuracy_level: int = 4,
+    lm_head: str = "fp",
 ) -> ExportResult:
-    """Trace *checkpoint* into ``OUTPUT/model.onnx`` (+ external data, tokenizer, ``awq2trt.json``)."""
+    """Trace *checkpoint* into ``OUTPUT/model.onnx`` (+ external data, tokenizer, ``awq2trt.json``).
+
+    ``lm_head`` ``int8``/``int4`` (``ort`` target only) quantizes the dense output head as well.
+    """
     import onnx
 
     start = time.perf_counter()
@@ -333,6 +338,12 @@ def export_checkpoint(
         raise Awq2TrtError("--target", expected=" or ".join(TARGETS), got=target)
     if accuracy_level not in ACCURACY_LEVELS:
         raise Awq2TrtError("--accuracy-level", expected="0, 1, 2, 3 or 4", got=accuracy_level)
+    if lm_head not in LM_HEAD_CHOICES:
+        raise Awq2TrtError("--lm-head", expected=" or ".join(LM_HEAD_CHOICES), got=lm_head)
+    if lm_head != "fp" and target != "ort":
+        raise Awq2TrtError(
+            "--lm-head", expected="fp with --target ir (a quantized head needs --target ort)", got=lm_head
+        )
     torch_dtype = resolve_dtype(dtype)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint, allow_pickle=allow_pickle)
     check_model_type(ckpt)
@@ -352,6 +363,7 @@ def export_checkpoint(
         _clean_up(onnx_model)
         if target == "ort":
             int4_nodes = lower_to_ort(onnx_model, accuracy_level=accuracy_level)
+            quantize_lm_head(onnx_model, lm_head, accuracy_level=accuracy_level)
         else:
             int4_nodes = _attach_functions(onnx_model)
         if int4_nodes != len(ckpt.linears):
@@ -373,6 +385,7 @@ def export_checkpoint(
         sidecar["target"] = target
         if target == "ort":
             sidecar["accuracy_level"] = accuracy_level
+            sidecar["lm_head"] = lm_head
         (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
         data_bytes = (tmp / DATA_FILE).stat().st_size
     return ExportResult(Path(output), int4_nodes, len(ckpt.linears), time.perf_counter() - start, data_bytes)

@@ -58,6 +58,10 @@ def _map_initializer(value: Any, shape: tuple[int, ...], transform: Any) -> None
     value.shape = ir.Shape(shape)
 
 
+def _module_name(codes_name: str) -> str:
+    return codes_name.removeprefix("model.").removesuffix(".qweight")
+
+
 def lower_to_ort(model: Any, *, accuracy_level: int = 4) -> int:
     """Rewrite every Int4MatMul into MatMulNBits in place; returns how many were rewritten."""
     import onnx_ir as ir
@@ -85,7 +89,8 @@ def lower_to_ort(model: Any, *, accuracy_level: int = 4) -> int:
             [a, b, scales, zeros, None, bias] if bias is not None else [a, b, scales, zeros],
             attributes={"K": k, "N": n, "bits": 4, "block_size": block, "accuracy_level": accuracy_level},
             domain=MS_DOMAIN,
-            name=node.name,
+            # Named after the Linear it computes, so profiles and per-layer tools can find it.
+            name=_module_name(b.name) + "/MatMulNBits",
         )
         graph.insert_before(node, lowered)
         output_name = node.outputs[0].name

@@ -1,0 +1,138 @@
+"""``--lm-head int8|int4``: quantize the dense output head of an ``ort`` graph into one ``MatMulNBits``.
+
+On a small model the output head is the largest single read per generated token (SmolLM2-135M: a
+49152 x 576 matrix, 113 MB in fp32 against 54 MB for all its int4 decoder layers), so decode speed
+depends on it more than on anything else.  The head is quantized here with round-to-nearest, per group
+of input channels with integer zero points; the embedding that a tied head shares stays exact, because
+the Gather that reads it touches only one row per token.
+
+The rewrite looks for the MatMul that produces ``logits`` and reads a constant weight, either the
+[hidden, vocab] matrix itself or a ``Transpose`` of the [vocab, hidden] head (the traced form of
+``nn.Linear`` and of tied embeddings).  The codes are computed lazily, when the graph is saved.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from awq2trt.errors import Awq2TrtError
+
+LM_HEAD_CHOICES = ("fp", "int8", "int4")
+BITS = {"int8": 8, "int4": 4}
+DEFAULT_BLOCK_SIZE = 32
+MIN_SCALE = 1e-8
+
+
+def rtn_groups(weight: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Round-to-nearest [N, K] -> codes uint8 [N, K], scales [N, K/G] (fp16-exact), zero points uint8 [N, K/G].
+
+    Same rule as the int4 RTN quantizer: scale = (max - min) / (2^bits - 1), z = clamp(-round(min / scale)),
+    scales rounded to fp16 first so an fp16 graph stores exactly the scale the codes were chosen for.
+    """
+    n, k = weight.shape
+    top = (1 << bits) - 1
+    groups = weight.astype(np.float32).reshape(n, k // block_size, block_size)
+    w_max, w_min = groups.max(axis=2), groups.min(axis=2)
+    scales = np.maximum(w_max - w_min, MIN_SCALE) / top
+    scales = scales.astype(np.float16).astype(np.float32)
+    zeros = np.clip(-np.round(w_min / scales), 0, top)
+    codes = np.clip(np.round(groups / scales[..., None]) + zeros[..., None], 0, top)
+    return codes.reshape(n, k).astype(np.uint8), scales, zeros.astype(np.uint8)
+
+
+def pack_codes(codes: np.ndarray, bits: int, block_size: int) -> np.ndarray:
+    """uint8 codes [N, K] -> MatMulNBits B [N, K/G, G*bits/8]; for 4 bits even k goes in the low nibble."""
+    n, k = codes.shape
+    if bits == 4:
+        codes = codes[:, 0::2] | (codes[:, 1::2] << 4)
+    return np.ascontiguousarray(codes.reshape(n, k // block_size, block_size * bits // 8), dtype=np.uint8)
+
+
+def pack_zeros(zeros: np.ndarray, bits: int) -> np.ndarray:
+    """Zero points as MatMulNBits wants them: one byte each for 8 bits, two per byte (rows padded) for 4."""
+    from awq2trt.targets.ort import pack_zero_points
+
+    return pack_zero_points(zeros) if bits == 4 else np.ascontiguousarray(zeros, dtype=np.uint8)
+
+
+def _find_head(graph: Any) -> tuple[Any, Any, Any]:
+    """(MatMul node, weight initializer, Transpose node or None) of the matmul that produces the logits."""
+    logits = next((v for v in graph.outputs if v.name == "logits"), None)
+    node = logits.producer() if logits is not None else None
+    if node is None or node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
+        raise Awq2TrtError("--lm-head", expected="a graph whose logits come from a MatMul", got="another form")
+    weight = node.inputs[1]
+    if weight.is_initializer():
+        return node, weight, None
+    transpose = weight.producer()
+    perm = transpose.attributes.get("perm") if transpose is not None else None
+    if (
+        transpose is not None
+        and transpose.op_type == "Transpose"
+        and transpose.inputs[0].is_initializer()
+        and perm is not None
+        and list(perm.as_ints()) == [1, 0]
+    ):
+        return node, transpose.inputs[0], transpose
+    raise Awq2TrtError("--lm-head", expected="a constant output-head weight", got="a computed one")
+
+
+def quantize_lm_head(model: Any, choice: str, *, block_size: int = DEFAULT_BLOCK_SIZE, accuracy_level: int = 4) -> bool:
+    """Replace the logits MatMul by MatMulNBits with an RTN-quantized head; False when *choice* is ``fp``."""
+    import onnx_ir as ir
+
+    if choice not in LM_HEAD_CHOICES:
+        raise Awq2TrtError("--lm-head", expected=" or ".join(LM_HEAD_CHOICES), got=choice)
+    if choice == "fp":
+        return False
+    bits = BITS[choice]
+    graph = model.graph
+    matmul, weight, transpose = _find_head(graph)
+    source = weight.const_value
+    # Stored [vocab, hidden] behind a Transpose; [hidden, vocab] when the MatMul reads it directly.
+    n, k = (int(d) for d in (source.shape if transpose is not None else reversed(list(source.shape))))
+    if k % block_size:
+        raise Awq2TrtError("--lm-head", expected=f"hidden size {k} divisible by the block size", got=block_size)
+    float_dtype = source.dtype
+
+    @functools.cache
+    def quantized() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        w = source.numpy()
+        codes, scales, zeros = rtn_groups(w if transpose is not None else w.T, bits, block_size)
+        return pack_codes(codes, bits, block_size), scales.astype(float_dtype.numpy()), pack_zeros(zeros, bits)
+
+    def lazy(name: str, index: int, dtype: Any, shape: tuple[int, ...]) -> Any:
+        tensor = ir.LazyTensor(lambda: ir.Tensor(quantized()[index], name=name), dtype, ir.Shape(shape), name=name)
+        return ir.Value(name=name, shape=ir.Shape(shape), type=ir.TensorType(dtype), const_value=tensor)
+
+    groups = k // block_size
+    zero_columns = (groups + 1) // 2 if bits == 4 else groups
+    b = lazy("lm_head.qweight", 0, ir.DataType.UINT8, (n, groups, block_size * bits // 8))
+    scales = lazy("lm_head.scales", 1, float_dtype, (n, groups))
+    zeros = lazy("lm_head.qzeros", 2, ir.DataType.UINT8, (n, zero_columns))
+    for value in (b, scales, zeros):
+        graph.register_initializer(value)
+    lowered = ir.node(
+        "MatMulNBits",
+        [matmul.inputs[0], b, scales, zeros],
+        attributes={"K": k, "N": n, "bits": bits, "block_size": block_size, "accuracy_level": accuracy_level},
+        domain="com.microsoft",
+        name="lm_head/MatMulNBits",
+    )
+    graph.insert_before(matmul, lowered)
+    logits = matmul.outputs[0]
+    out = lowered.outputs[0]
+    out.shape, out.type = logits.shape, logits.type
+    logits.replace_all_uses_with(out, replace_graph_outputs=True)
+    logits.name = "logits.dense"
+    out.name = "logits"
+    graph.remove(matmul, safe=True)
+    if transpose is not None and not transpose.outputs[0].uses():
+        graph.remove(transpose, safe=True)
+    if not weight.uses() and weight.name in graph.initializers:  # an untied head is no longer read at all
+        graph.initializers.pop(weight.name)
+    model.opset_imports["com.microsoft"] = 1
+    return True

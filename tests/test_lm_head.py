@@ -1,0 +1,136 @@
+"""``--lm-head int8|int4``: the output head as one MatMulNBits, checked against numpy dequantization."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+
+from awq2trt.errors import Awq2TrtError
+from awq2trt.frontend.export import MODEL_FILE, export_checkpoint
+from awq2trt.quantize.rtn import rtn_quantize
+from awq2trt.targets.lm_head import quantize_lm_head
+from tests.conftest import fixture_path, max_abs_rel, reference
+from tests.ort_driver import IrSession
+
+VOCAB, HIDDEN = 96, 64
+
+
+def _numpy_int8_dequant(w: np.ndarray, group: int) -> np.ndarray:
+    """Asymmetric 8-bit RTN written out longhand: scale = (max - min) / 255, zero = -round(min / scale)."""
+    out = np.empty_like(w, dtype=np.float32)
+    for row in range(w.shape[0]):
+        for start in range(0, w.shape[1], group):
+            chunk = w[row, start : start + group].astype(np.float32)
+            scale = np.float32(np.float16((chunk.max() - chunk.min()) / 255))
+            zero = np.clip(-np.round(chunk.min() / scale), 0, 255)
+            codes = np.clip(np.round(chunk / scale) + zero, 0, 255)
+            out[row, start : start + group] = (codes - zero) * scale
+    return out
+
+
+def _head_graph(weight: np.ndarray, *, tied: bool, transposed: bool) -> ir.Model:
+    """hidden [B, S, H] -> logits, with the head stored [V, H] behind a Transpose or [H, V] directly.
+
+    The tied form also Gathers from the same matrix (the input embedding), which must stay exact.
+    """
+    hidden = ir.Value(name="hidden", shape=ir.Shape(["b", "s", HIDDEN]), type=ir.TensorType(ir.DataType.FLOAT))
+    ids = ir.Value(name="ids", shape=ir.Shape(["b", "s"]), type=ir.TensorType(ir.DataType.INT64))
+    stored = weight if transposed else np.ascontiguousarray(weight.T)
+    w = ir.Value(name="head", const_value=ir.tensor(stored, name="head"), shape=ir.Shape(stored.shape))
+    w.type = ir.TensorType(ir.DataType.FLOAT)
+    nodes = []
+    rhs = w
+    if transposed:
+        nodes.append(ir.node("Transpose", [w], attributes={"perm": [1, 0]}))
+        rhs = nodes[-1].outputs[0]
+    nodes.append(ir.node("MatMul", [hidden, rhs]))
+    logits = nodes[-1].outputs[0]
+    logits.name = "logits"
+    logits.type = ir.TensorType(ir.DataType.FLOAT)
+    logits.shape = ir.Shape(["b", "s", VOCAB])
+    inputs, outputs = [hidden], [logits]
+    if tied:
+        nodes.append(ir.node("Gather", [w, ids], attributes={"axis": 0}))
+        embedded = nodes[-1].outputs[0]
+        embedded.name, embedded.type = "embedded", ir.TensorType(ir.DataType.FLOAT)
+        embedded.shape = ir.Shape(["b", "s", HIDDEN])
+        inputs.append(ids)
+        outputs.append(embedded)
+    graph = ir.Graph(inputs, outputs, nodes=nodes, initializers=[w], opset_imports={"": 21}, name="head")
+    return ir.Model(graph, ir_version=10)
+
+
+def _run(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    proto = ir.serde.serialize_model(model)
+    onnx.checker.check_model(proto, full_check=True)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+@pytest.mark.parametrize("choice", ["int4", "int8"])
+@pytest.mark.parametrize("transposed", [True, False])
+def test_head_matches_numpy_dequantization(choice: str, transposed: bool) -> None:
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((VOCAB, HIDDEN), dtype=np.float32)
+    hidden = rng.standard_normal((2, 5, HIDDEN), dtype=np.float32)
+    model = _head_graph(weight, tied=False, transposed=transposed)
+    assert quantize_lm_head(model, choice, block_size=32, accuracy_level=0)
+    (logits,) = _run(model, {"hidden": hidden})
+    if choice == "int4":  # the 4-bit quantizer the checkpoints use is the independent reference here
+        dequant = rtn_quantize(weight, 32).dequantize().astype(np.float32)
+    else:
+        dequant = _numpy_int8_dequant(weight, 32)
+    np.testing.assert_allclose(logits, hidden @ dequant.T, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(logits, hidden @ weight.T, atol=1e-3)  # it really is the quantized head
+    ops = [n.op_type for n in model.graph]
+    assert ops == ["MatMulNBits"] and "head" not in model.graph.initializers  # the dense head is gone
+
+
+def test_tied_embedding_stays_exact() -> None:
+    rng = np.random.default_rng(4)
+    weight = rng.standard_normal((VOCAB, HIDDEN), dtype=np.float32)
+    ids = rng.integers(0, VOCAB, (1, 7))
+    model = _head_graph(weight, tied=True, transposed=True)
+    quantize_lm_head(model, "int8", block_size=32, accuracy_level=0)
+    _, embedded = _run(model, {"hidden": np.zeros((1, 7, HIDDEN), np.float32), "ids": ids})
+    np.testing.assert_array_equal(embedded, weight[ids])
+    assert "head" in model.graph.initializers
+
+
+def test_fp_leaves_the_graph_alone() -> None:
+    model = _head_graph(np.ones((VOCAB, HIDDEN), np.float32), tied=False, transposed=True)
+    assert not quantize_lm_head(model, "fp")
+    assert [n.op_type for n in model.graph] == ["Transpose", "MatMul"]
+
+
+@pytest.fixture(scope="module")
+def int8_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lm-head") / "int8"
+    return export_checkpoint(
+        fixture_path("llama-gemm-g64"), out, target="ort", accuracy_level=0, lm_head="int8", progress=False
+    ).output
+
+
+def test_exported_int8_head_keeps_the_tool_logits(int8_head: Path) -> None:
+    checkpoint = fixture_path("llama-gemm-g64")
+    ids = reference(checkpoint)["input_ids"]
+    logits, _, _ = IrSession(int8_head).prefill(ids)
+    max_abs, _ = max_abs_rel(logits, reference(checkpoint)["logits"])
+    assert max_abs <= 1e-2  # vs the tool's own fp16 logits: 5.6e-3 measured; an exact head lands within 1.5e-3
+    graph = onnx.load(str(int8_head / MODEL_FILE), load_external_data=False).graph
+    heads = [n for n in graph.node if n.name == "lm_head/MatMulNBits"]
+    assert len(heads) == 1 and {a.name: a.i for a in heads[0].attribute}["bits"] == 8
+    assert not [i for i in graph.initializer if i.name.endswith("lm_head.weight")]
+
+
+def test_quantized_head_needs_the_ort_target(tmp_path: Path) -> None:
+    with pytest.raises(Awq2TrtError, match="--lm-head"):
+        export_checkpoint(fixture_path("llama-gemm-g64"), tmp_path / "x", target="ir", lm_head="int4")
+    with pytest.raises(Awq2TrtError, match="--lm-head"):
+        export_checkpoint(fixture_path("llama-gemm-g64"), tmp_path / "x", target="ort", lm_head="int2")
+    assert not (tmp_path / "x").exists()
