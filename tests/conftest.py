@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,19 @@ def source_path(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"source model {path} is not present (shared/ must sit beside the project)")
     return path
+
+
+def import_peer(module: str, install: str) -> Any:
+    """Import a peer tool the tests compare against: skip when it is absent, fail if CI requires peers."""
+    import importlib
+    import os
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("AWQ2TRT_REQUIRE_PEERS") == "1":
+            pytest.fail(f"{module} is not installed but AWQ2TRT_REQUIRE_PEERS=1 ({install})")
+        pytest.skip(f"{module} is not installed ({install})")
 
 
 def copy_with_config(source: Path, dest: Path, **changes: object) -> Path:

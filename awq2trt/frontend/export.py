@@ -39,6 +39,7 @@ from awq2trt.modeling.loader import (
     resolve_dtype,
 )
 from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
+from awq2trt.targets.genai_config import GENAI_CONFIG_FILE, genai_config
 from awq2trt.targets.lm_head import LM_HEAD_CHOICES, quantize_lm_head
 from awq2trt.targets.ort import ACCURACY_LEVELS, lower_to_ort
 
@@ -387,5 +388,8 @@ def export_checkpoint(
             sidecar["accuracy_level"] = accuracy_level
             sidecar["lm_head"] = lm_head
         (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
+        if target == "ort":  # the folder doubles as an ONNX Runtime GenAI model
+            config = genai_config(sidecar, model_file=MODEL_FILE)
+            (tmp / GENAI_CONFIG_FILE).write_text(json.dumps(config, indent=4) + "\n")
         data_bytes = (tmp / DATA_FILE).stat().st_size
     return ExportResult(Path(output), int4_nodes, len(ckpt.linears), time.perf_counter() - start, data_bytes)

@@ -1,0 +1,69 @@
+"""``genai_config.json``: makes an ``ort`` output folder loadable by ONNX Runtime GenAI as it is.
+
+GenAI's runtime drives a decoder graph from this file: where the model is, how its inputs and outputs are
+named, the attention geometry it needs to size the KV cache, the special tokens, and search defaults.  Our
+graph takes ``position_ids`` and returns a ``present`` that is ``past`` plus the new tokens (no shared
+buffer), so ``past_present_share_buffer`` is false; the names are the ones our sidecar declares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GENAI_CONFIG_FILE = "genai_config.json"
+
+
+def _percent_pattern(template: str, kind: str) -> str:
+    """Sidecar ``past_key_values.{layer}.{kind}`` -> GenAI's printf form ``past_key_values.%d.key``."""
+    return template.replace("{layer}", "%d").replace("{kind}", kind)
+
+
+def genai_config(sidecar: dict[str, Any], *, model_file: str) -> dict[str, Any]:
+    """The GenAI configuration for the graph the *sidecar* describes."""
+    kv = sidecar["kv_cache"]
+    eos = sidecar["eos_token_id"]
+    context = sidecar.get("max_position_embeddings") or 4096
+    pad = sidecar.get("pad_token_id")
+    return {
+        "model": {
+            "bos_token_id": sidecar.get("bos_token_id"),
+            "context_length": context,
+            "decoder": {
+                "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                "filename": model_file,
+                "head_size": sidecar["head_dim"],
+                "hidden_size": sidecar["hidden_size"],
+                "inputs": {
+                    "input_ids": "input_ids",
+                    "attention_mask": "attention_mask",
+                    "position_ids": "position_ids",
+                    "past_key_names": _percent_pattern(kv["past"], "key"),
+                    "past_value_names": _percent_pattern(kv["past"], "value"),
+                },
+                "outputs": {
+                    "logits": "logits",
+                    "present_key_names": _percent_pattern(kv["present"], "key"),
+                    "present_value_names": _percent_pattern(kv["present"], "value"),
+                },
+                "num_attention_heads": sidecar["num_attention_heads"],
+                "num_hidden_layers": sidecar["num_layers"],
+                "num_key_value_heads": sidecar["num_kv_heads"],
+            },
+            "eos_token_id": eos[0] if len(eos) == 1 else eos,
+            "pad_token_id": pad if pad is not None else (eos[0] if eos else 0),
+            "type": sidecar["model_type"],
+            "vocab_size": sidecar["vocab_size"],
+        },
+        "search": {
+            "do_sample": False,
+            "max_length": context,
+            "min_length": 0,
+            "num_beams": 1,
+            "num_return_sequences": 1,
+            "past_present_share_buffer": False,
+            "repetition_penalty": 1.0,
+            "temperature": 1.0,
+            "top_k": 1,
+            "top_p": 1.0,
+        },
+    }
