@@ -142,11 +142,44 @@ def _reference_model_and_tokenizer(args: argparse.Namespace) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from awq2trt.evaluate.reference import text_perplexity
+def _is_exported(path: Path) -> bool:
+    """An `awq2trt export` output folder (run in ONNX Runtime) rather than a checkpoint (PyTorch reference)."""
+    from awq2trt.frontend.export import SIDECAR_FILE
 
-    model, tokenizer = _reference_model_and_tokenizer(args)
-    result = text_perplexity(model, tokenizer, args.text, window=args.window, stride=args.stride, show=not args.quiet)
+    return (path / SIDECAR_FILE).is_file()
+
+
+def _open_exported(args: argparse.Namespace) -> Any:
+    from awq2trt.runtime import OrtModel
+    from awq2trt.runtime.providers import execution_providers
+
+    return OrtModel.open(args.model, providers=execution_providers(args.provider), threads=args.threads)
+
+
+def _refuse_runtime_options(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """Options that only ONNX Runtime folders take must not be silently ignored for a checkpoint."""
+    for name in names:
+        value = getattr(args, name)
+        if value not in (None, False, "cpu"):
+            flag = "--" + name.replace("_", "-")
+            raise Awq2TrtError(flag, expected="an exported folder (see `awq2trt export --target ort`)", got=args.model)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    path = _model_path(args.model, args.cache_dir)
+    if _is_exported(path):
+        from awq2trt.evaluate.ort_eval import ort_text_perplexity
+
+        model = _open_exported(args)
+        result = ort_text_perplexity(model, args.text, window=args.window, stride=args.stride, show=not args.quiet)
+    else:
+        from awq2trt.evaluate.reference import text_perplexity
+
+        _refuse_runtime_options(args, ("threads", "provider"))
+        model, tokenizer = _reference_model_and_tokenizer(args)
+        result = text_perplexity(
+            model, tokenizer, args.text, window=args.window, stride=args.stride, show=not args.quiet
+        )
     if args.json:
         print(json.dumps({"perplexity": result.perplexity, "tokens": result.tokens_scored, "windows": result.windows}))
     else:
@@ -155,8 +188,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    path = _model_path(args.model, args.cache_dir)
+    if _is_exported(path):
+        return _run_exported(args)
     from awq2trt.evaluate.reference import chat_generate
 
+    _refuse_runtime_options(args, ("threads", "provider", "temperature", "top_k", "top_p", "seed", "raw"))
     model, tokenizer = _reference_model_and_tokenizer(args)
     gen = chat_generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, stream=_stream)
     print()
@@ -164,6 +201,47 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"[{gen.new_tokens} tokens, {gen.tokens_per_second:.1f} tok/s, PyTorch reference, {args.dtype}]",
         file=sys.stderr,
     )
+    return 0
+
+
+def _run_exported(args: argparse.Namespace) -> int:
+    from awq2trt.runtime import SamplingConfig
+
+    model = _open_exported(args)
+    given = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
+    sampling = SamplingConfig(**{k: v for k, v in given.items() if v is not None})
+    prompt = args.prompt if args.raw else model.apply_chat_template([{"role": "user", "content": args.prompt}])
+    gen = model.generate(prompt, args.max_new_tokens, sampling=sampling, on_text=lambda row, piece: _stream(piece))
+    print()
+    t = gen.timing
+    how = "greedy" if sampling.greedy else f"sampled, temperature {sampling.temperature}"
+    print(
+        f"[{len(gen.ids[0])} tokens ({gen.finish_reasons[0]}), time to first token {1000 * t.ttft_s:.0f} ms,"
+        f" decode {t.decode_tokens_per_s:.1f} tok/s, ONNX Runtime {args.provider}, {how}]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from awq2trt.runtime.bench import benchmark, format_report
+
+    path = _model_path(args.model, args.cache_dir)
+    if not _is_exported(path):
+        raise Awq2TrtError(path, expected="an exported folder with awq2trt.json (`awq2trt export`)", got="none there")
+    try:
+        lengths = tuple(int(v) for v in args.prompt_lengths.split(","))
+    except ValueError:
+        raise Awq2TrtError("--prompt-lengths", expected="comma-separated integers", got=args.prompt_lengths) from None
+    report = benchmark(
+        _open_exported(args),
+        prompt_lengths=lengths,
+        new_tokens=args.new_tokens,
+        rounds=args.rounds,
+        provider=args.provider,
+        threads=args.threads,
+    )
+    print(json.dumps(report.to_json(), indent=2) if args.json else format_report(report))
     return 0
 
 
@@ -340,10 +418,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser(
-        "eval", parents=[common, pickle], help="perplexity of a checkpoint", description="Perplexity on a text file."
+    runtime = argparse.ArgumentParser(add_help=False)
+    runtime.add_argument("--threads", type=int, default=None, help="exported folders: ONNX Runtime intra-op threads")
+    runtime.add_argument(
+        "--provider", default="cpu", help="exported folders: execution provider, cpu (default) or cuda"
     )
-    p.add_argument("model", help=model_help)
+    model_or_folder_help = (
+        f"exported folder (ONNX Runtime), checkpoint folder (PyTorch reference), or '{DEFAULT_MODEL}'"
+    )
+
+    p = sub.add_parser(
+        "eval",
+        parents=[common, pickle, runtime],
+        help="perplexity of an exported folder or a checkpoint",
+        description="Perplexity on a text file (no BOS; the same protocol for ONNX Runtime and the reference).",
+    )
+    p.add_argument("model", help=model_or_folder_help)
     p.add_argument("--text", default=EVAL_TEXT, help=f"text file (default {EVAL_TEXT})")
     p.add_argument("--window", type=int, default=512, help="tokens per window (default 512)")
     p.add_argument("--stride", type=int, default=512, help="tokens between window starts (default 512)")
@@ -357,11 +447,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
-        "run", parents=[common, pickle], help="answer a prompt", description="Greedy chat answer to a prompt."
+        "run",
+        parents=[common, pickle, runtime],
+        help="answer a prompt, streamed",
+        description="Chat answer to a prompt, streamed (greedy unless --temperature is given).",
     )
-    p.add_argument("model", help=model_help)
+    p.add_argument("model", help=model_or_folder_help)
     p.add_argument("-p", "--prompt", required=True, help="the user message")
     p.add_argument("-n", "--max-new-tokens", type=int, default=64)
+    sampling = p.add_argument_group("sampling (exported folders)")
+    sampling.add_argument("--temperature", type=float, default=None, help="0 or absent: greedy")
+    sampling.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (0: all)")
+    sampling.add_argument("--top-p", type=float, default=None, help="keep the smallest set with this mass (1: all)")
+    sampling.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+    sampling.add_argument("--raw", action="store_true", help="send the prompt as is, without the chat template")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"))
     p.add_argument(
         "--low-memory",
@@ -369,6 +468,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="dequantize each layer on the fly instead of keeping dense copies (slower, int4-sized memory)",
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "bench",
+        parents=[common, runtime],
+        help="prefill and decode speed of an exported folder",
+        description="Prefill tok/s per prompt length, decode tok/s, time to first token, peak RSS, model bytes.",
+    )
+    p.add_argument("model", help="exported folder (awq2trt export)")
+    p.add_argument("--rounds", type=int, default=3, help="measurements per figure, after one warm-up (default 3)")
+    p.add_argument("--new-tokens", type=int, default=64, help="tokens decoded per round (default 64)")
+    p.add_argument("--prompt-lengths", default="128,512", help="prefill prompt lengths (default 128,512)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "demo", parents=[common], help="the whole pipeline on the default model", description="End-to-end demo."

@@ -15,7 +15,7 @@ import pytest
 from awq2trt.cli import build_parser, main
 from tests.conftest import AWQ_FIXTURES, fixture_path, source_path
 
-COMMANDS = ("inspect", "prepare", "quantize", "export", "eval", "run", "demo")
+COMMANDS = ("inspect", "prepare", "quantize", "export", "eval", "run", "bench", "demo")
 
 
 def test_help_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:

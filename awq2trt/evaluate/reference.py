@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from awq2trt.errors import Awq2TrtError
 from awq2trt.evaluate.perplexity import PerplexityResult, perplexity, window_spans
+from awq2trt.evaluate.text import read_text
 
 
 def load_tokenizer(folder: str | Path) -> Any:
@@ -23,19 +24,6 @@ def load_tokenizer(folder: str | Path) -> Any:
     if not (folder / "tokenizer.json").is_file() and not (folder / "tokenizer.model").is_file():
         raise Awq2TrtError(folder, expected="tokenizer.json (or tokenizer.model) beside the weights", got="none")
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)
-
-
-def read_text(path: str | Path) -> str:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise Awq2TrtError(path, expected="a text file", got="no such file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Awq2TrtError(path, expected="a readable UTF-8 text file", got=type(exc).__name__) from exc
-    if not text.strip():
-        raise Awq2TrtError(path, expected="some text", got="an empty file")
-    return text
 
 
 def torch_logits_fn(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:

@@ -149,8 +149,9 @@ class OrtModel:
 
     # -- text ---------------------------------------------------------------------------------------------------
 
-    def encode(self, text: str) -> list[int]:
-        return self._need_tokenizer().encode(text).ids
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of *text*; ``add_special_tokens=False`` skips what the post-processor adds (BOS)."""
+        return self._need_tokenizer().encode(text, add_special_tokens=add_special_tokens).ids
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
         return self._need_tokenizer().decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
