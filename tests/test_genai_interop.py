@@ -43,10 +43,10 @@ def _genai_greedy(og: object, folder: Path, prompt: list[int], new_tokens: int) 
 
 
 def _until_eos(ids: list[int], eos: set[int]) -> list[int]:
-    """GenAI stops at an end-of-sequence token (and keeps it); compare up to and including the first one."""
+    """GenAI stops at an end-of-sequence token and leaves it out of the sequence; compare up to it."""
     for i, token in enumerate(ids):
         if token in eos:
-            return ids[: i + 1]
+            return ids[:i]
     return ids
 
 

@@ -43,6 +43,7 @@ def smollm2_rtn(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def test_prepared_config(smollm2: Path) -> None:
     config = json.loads((smollm2 / "config.json").read_text())
     assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
+    assert config["architectures"] == ["LlamaForCausalLM"]  # ONNX Runtime GenAI's builder dispatches on it
     assert config["hidden_size"] == 576 and config["num_key_value_heads"] == 3
     assert config["tie_word_embeddings"] is True
     rope = config.get("rope_parameters", {}).get("rope_theta", config.get("rope_theta"))
@@ -120,12 +121,47 @@ def test_exported_graph_matches_reference(smollm2_rtn: Path, smollm2_ir: Path) -
     assert sum(list(i.dims) == [49152, 576] for i in graph.graph.initializer) == 1
 
 
-def test_demo_end_to_end(smollm2: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """README's first command: quantize -> export -> ONNX Runtime answer (perplexity skipped here, tested above)."""
+@pytest.fixture(scope="session")
+def demo_run(smollm2: Path) -> tuple[Path, str]:
+    """README's first command, once: quantize -> export -> ONNX Runtime answer (perplexity is tested above)."""
+    import contextlib
+    import io
+
     from awq2trt.cli import main
 
     cache = smollm2.parents[1]  # the cache the session fixture prepared the model in
-    assert main(["demo", "--cache-dir", str(cache), "--no-eval", "-n", "16", "-q"]) == 0
-    out = capsys.readouterr().out
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["demo", "--cache-dir", str(cache), "--no-eval", "-n", "16", "-q"]) == 0
+    return cache / "models" / "SmolLM2-135M-Instruct-rtn-g64-ort", out.getvalue()
+
+
+def test_demo_end_to_end(demo_run: tuple[Path, str]) -> None:
+    folder, out = demo_run
     assert "Paris" in out and "tok/s" in out and "int4 checkpoint" in out
-    assert (cache / "models" / "SmolLM2-135M-Instruct-rtn-g64-ort" / "model.onnx").is_file()
+    assert (folder / "model.onnx").is_file()
+
+
+def test_genai_runs_the_demo_folder(demo_run: tuple[Path, str]) -> None:
+    """ONNX Runtime GenAI, with its own tokenizer and chat template handling, decodes what our runtime does."""
+    from awq2trt.runtime import OrtModel
+    from tests.conftest import import_peer
+
+    og = import_peer("onnxruntime_genai", "pip install onnxruntime-genai==0.18.0")
+    folder, _ = demo_run
+    ours = OrtModel.open(folder, threads=2)
+    prompt = ours.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}])
+    expected = ours.generate(prompt, 24)
+    model = og.Model(str(folder))
+    tokens = og.Tokenizer(model).encode(prompt)
+    assert list(tokens) == expected.prompt_ids[0]
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(tokens) + 24, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(tokens)
+    while not generator.is_done():
+        generator.generate_next_token()
+    # GenAI leaves the end-of-sequence token that stopped it out of the sequence; ours reports it.
+    assert expected.finish_reasons[0] == "eos"
+    assert [int(t) for t in generator.get_sequence(0)][len(tokens) :] == expected.ids[0][:-1]
+    assert "Paris" in expected.texts[0]
