@@ -1,0 +1,79 @@
+"""Worker for llama.cpp through llama-cpp-python (built from source in its own venv), on a GGUF file.
+
+    PEER_PYTHON scripts/bench_peers/llamacpp_worker.py MODEL.gguf --threads 2
+
+See protocol.py for the requests it answers.  Greedy picks are an argmax over the last position's logits,
+as in the other workers, rather than llama.cpp's sampler chain (which would add its own per-token work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol import RunFn, result, serve
+
+CONTEXT = 2048  # the longest request (512 prompt tokens, or a chat prompt plus the new tokens) must fit
+BATCH = 512  # one prefill batch for a 512-token prompt, as the other engines run it in one forward pass
+
+
+def load(gguf: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
+    import llama_cpp
+    import numpy as np
+
+    llm = llama_cpp.Llama(
+        model_path=str(gguf),
+        n_ctx=CONTEXT,
+        n_batch=BATCH,
+        n_ubatch=BATCH,
+        n_threads=threads,
+        n_threads_batch=threads,
+        logits_all=False,
+        verbose=False,
+    )
+    n_vocab = llm.n_vocab()
+
+    def pick() -> int:
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
+        return int(np.argmax(logits))
+
+    def run(ids: list[int], new_tokens: int) -> dict[str, Any]:
+        if len(ids) + new_tokens > CONTEXT:
+            raise ValueError(f"{len(ids)} + {new_tokens} tokens exceed the context of {CONTEXT}")
+        llm.reset()  # the next eval drops the whole KV cache
+        start = time.perf_counter()
+        llm.eval(ids)
+        prefill_s = time.perf_counter() - start
+        new_ids = [pick()]
+        decode_start = time.perf_counter()
+        ttft_s = decode_start - start
+        for _ in range(new_tokens - 1):
+            llm.eval([new_ids[-1]])
+            new_ids.append(pick())
+        return result(prefill_s, ttft_s, time.perf_counter() - decode_start, new_ids)
+
+    return run, {"runtime": f"llama-cpp-python {llama_cpp.__version__}", "system_info": system_info(llama_cpp)}
+
+
+def system_info(llama_cpp: Any) -> str:
+    """llama.cpp's own list of the CPU features it was built with (shows the AVX-512 build in the JSON)."""
+    try:
+        return llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+    except Exception:
+        return ""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    return serve(lambda: load(args.model, args.threads))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Worker for our exported ORT graph, driven by ``awq2trt.runtime.OrtModel`` (runs in the project's Python).
+
+    python scripts/bench_peers/ours_worker.py MODEL_DIR --threads 2
+
+See protocol.py for the requests it answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol import RunFn, result, serve
+
+
+def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
+    import onnxruntime
+
+    from awq2trt.runtime import OrtModel
+
+    model = OrtModel.open(folder, threads=threads)
+
+    def run(ids: list[int], new_tokens: int) -> dict[str, Any]:
+        # The runtime's own generate loop, greedy by default; stop_at_eos=False so every engine decodes N tokens.
+        generation = model.generate(ids, max_new_tokens=new_tokens, stop_at_eos=False)
+        t = generation.timing
+        return result(t.prefill_s, t.ttft_s, t.decode_s, generation.ids[0])
+
+    info = {"runtime": f"onnxruntime {onnxruntime.__version__}", "accuracy_level": model.sidecar.get("accuracy_level")}
+    return run, info
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    return serve(lambda: load(args.model, args.threads))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Worker for transformers in fp32 with eager attention on a dense HF folder (runs in the project's Python).
+
+    python scripts/bench_peers/transformers_worker.py MODEL_DIR --threads 2
+
+See protocol.py for the requests it answers.  The loop is the one ``generate`` runs for greedy search with a
+KV cache (including ``logits_to_keep=1``: only the last position goes through the output head), written out
+so that prefill and decode can be timed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol import RunFn, result, serve
+
+
+def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+
+    @torch.inference_mode()
+    def run(ids: list[int], new_tokens: int) -> dict[str, Any]:
+        tokens = torch.tensor([ids], dtype=torch.long)
+        start = time.perf_counter()
+        out = model(input_ids=tokens, use_cache=True, logits_to_keep=1)
+        prefill_s = time.perf_counter() - start
+        cache = out.past_key_values
+        token = out.logits[:, -1].argmax(dim=-1, keepdim=True)
+        new_ids = [int(token)]
+        decode_start = time.perf_counter()
+        ttft_s = decode_start - start
+        for _ in range(new_tokens - 1):
+            out = model(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            token = out.logits[:, -1].argmax(dim=-1, keepdim=True)
+            new_ids.append(int(token))
+        return result(prefill_s, ttft_s, time.perf_counter() - decode_start, new_ids)
+
+    info = {"runtime": f"transformers {transformers.__version__}, torch {torch.__version__}, fp32 eager"}
+    return run, info
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    return serve(lambda: load(args.model, args.threads))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
