@@ -25,9 +25,16 @@ class IrSession:
         return [np.zeros(shape, self.dtype) for _ in range(2 * self.layers)]
 
     def step(
-        self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, cache: list[np.ndarray]
+        self,
+        ids: np.ndarray,
+        mask: np.ndarray,
+        positions: np.ndarray,
+        cache: list[np.ndarray],
+        keep: int | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        if keep is not None:
+            feeds["num_logits_to_keep"] = np.array([keep], np.int64)
         for i in range(self.layers):
             feeds[f"past_key_values.{i}.key"] = cache[2 * i]
             feeds[f"past_key_values.{i}.value"] = cache[2 * i + 1]

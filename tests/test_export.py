@@ -133,7 +133,9 @@ def test_graph_structure(case: str, exported: dict) -> None:
                 assert "embed_tokens" in init.name or "lm_head" in init.name, init.name
     sidecar = json.loads((folder / SIDECAR_FILE).read_text())
     session = IrSession(folder).session
-    assert [i.name for i in session.get_inputs()] == list(sidecar["inputs"])
+    inputs = [i.name for i in session.get_inputs()] + [i.name for i in session.get_overridable_initializers()]
+    assert inputs == list(sidecar["inputs"])
+    assert sidecar["inputs"]["num_logits_to_keep"]["default"] == 0
     assert [o.name for o in session.get_outputs()] == list(sidecar["outputs"])
     assert (folder / "tokenizer.json").is_file() and (folder / DATA_FILE).stat().st_size > 0
 
@@ -232,3 +234,20 @@ def test_dense_copy_never_materialised_for_quantized_layers() -> None:
     model, computed = _meta_model(open_checkpoint(fixture_path("qwen2-gemm-g128")), torch.float32)
     assert all(p.is_meta for p in model.parameters()) and all(b.is_meta for b in model.buffers())
     assert all(name.endswith("inv_freq") for name in computed)
+
+
+@pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128"])
+def test_logits_to_keep(case: str, exported: dict) -> None:
+    """num_logits_to_keep = k gives the last k rows of the full logits; absent or 0 gives them all."""
+    _, folder = exported[case]
+    session = IrSession(folder)
+    ids = np.array([[3, 14, 15, 92, 65, 35]], np.int64)
+    mask, positions = np.ones_like(ids), np.arange(6, dtype=np.int64)[None]
+    full, cache = session.step(ids, mask, positions, session.empty_cache(1))
+    assert full.shape[1] == 6
+    np.testing.assert_array_equal(session.step(ids, mask, positions, session.empty_cache(1), keep=0)[0], full)
+    for keep in (1, 2):
+        kept, kept_cache = session.step(ids, mask, positions, session.empty_cache(1), keep=keep)
+        np.testing.assert_allclose(kept, full[:, -keep:], rtol=0, atol=1e-5)
+        for a, b in zip(kept_cache, cache, strict=True):
+            np.testing.assert_array_equal(a, b)  # the cache does not depend on how many logits are kept

@@ -29,6 +29,8 @@ from awq2trt.checkpoint.writer import TOKENIZER_FILES
 from awq2trt.errors import Awq2TrtError
 from awq2trt.frontend import int4_onnx
 from awq2trt.frontend.kv_wrapper import KvCacheWrapper, KvLayout, dynamic_shapes, example_inputs
+from awq2trt.frontend.logits_to_keep import INPUT_NAME as LOGITS_TO_KEEP
+from awq2trt.frontend.logits_to_keep import KEPT_DIM, add_logits_to_keep
 from awq2trt.modeling.awq_linear import AwqLinear, pack_codes_pairs
 from awq2trt.modeling.loader import (
     check_model_config,
@@ -299,9 +301,11 @@ def _sidecar(ckpt: Checkpoint, layout: KvLayout, dtype: torch.dtype, int4_nodes:
             "attention_mask": {"dtype": "int64", "shape": ["batch", "total_seq"]},
             "position_ids": {"dtype": "int64", "shape": ["batch", "seq"]},
             **{name: {"dtype": float_name, "shape": kv_shape} for name in layout.past_names()},
+            # Optional (an initializer too): 0 = logits for every position, k > 0 = for the last k only.
+            LOGITS_TO_KEEP: {"dtype": "int64", "shape": [1], "default": 0},
         },
         "outputs": {
-            "logits": {"dtype": float_name, "shape": ["batch", "seq", "vocab"]},
+            "logits": {"dtype": float_name, "shape": ["batch", KEPT_DIM, "vocab"]},
             **{name: {"dtype": float_name, "shape": kv_shape} for name in layout.present_names()},
         },
         "kv_cache": {"past": "past_key_values.{layer}.{kind}", "present": "present.{layer}.{kind}"},
@@ -362,6 +366,8 @@ def export_checkpoint(
     _share_tied_embeddings(onnx_model.graph, ckpt)
     with atomic_output_dir(output, force=force) as tmp:
         _clean_up(onnx_model)
+        if not add_logits_to_keep(onnx_model):
+            raise Awq2TrtError("export", expected="logits computed by a MatMul (the output head)", got="another form")
         if target == "ort":
             int4_nodes = lower_to_ort(onnx_model, accuracy_level=accuracy_level)
             quantize_lm_head(onnx_model, lm_head, accuracy_level=accuracy_level)

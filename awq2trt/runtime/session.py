@@ -45,6 +45,7 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 _ORT_TYPES = {"tensor(int64)": "int64", "tensor(float)": "float32", "tensor(float16)": "float16"}
 _NUMPY_TYPES = {"float32": np.float32, "float16": np.float16}
+_KEEP_LAST = np.ones(1, dtype=np.int64)  # num_logits_to_keep = 1: prefill needs the last position only
 
 Prompt = str | Sequence[int] | np.ndarray
 TextCallback = Callable[[int, str], None]
@@ -99,6 +100,8 @@ class OrtModel:
         pad = sidecar.get("pad_token_id")
         self.pad_id = int(pad if pad is not None else min(self.eos_ids, default=0))
         self._past = [f"past_key_values.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
+        # Graphs exported since num_logits_to_keep exists take it; older ones compute every position's logits.
+        self._can_keep_last = "num_logits_to_keep" in sidecar["inputs"]
         self._outputs = [
             "logits",
             *(f"present.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")),
@@ -183,7 +186,13 @@ class OrtModel:
         return [empty] * len(self._past)
 
     def _step(
-        self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, cache: list[np.ndarray]
+        self,
+        ids: np.ndarray,
+        mask: np.ndarray,
+        positions: np.ndarray,
+        cache: list[np.ndarray],
+        *,
+        last_only: bool = False,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         feeds = {
             "input_ids": ids,
@@ -191,6 +200,8 @@ class OrtModel:
             "position_ids": positions,
             **dict(zip(self._past, cache, strict=True)),
         }
+        if last_only and self._can_keep_last and ids.shape[1] > 1:
+            feeds["num_logits_to_keep"] = _KEEP_LAST
         out = self.session.run(self._outputs, feeds)
         return out[0], out[1:]
 
@@ -251,7 +262,7 @@ class OrtModel:
         if steps > 0:
             positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
             t0 = time.perf_counter()
-            logits, cache = self._step(ids, mask, positions, self._empty_cache(batch))
+            logits, cache = self._step(ids, mask, positions, self._empty_cache(batch), last_only=True)
             prefill_s = time.perf_counter() - t0
             active = np.ones(batch, dtype=bool)
             for step in range(steps):
@@ -355,7 +366,13 @@ def _check_io(sidecar: dict[str, Any], session: ort.InferenceSession, path: Path
         "inputs": ["input_ids", "attention_mask", "position_ids", *(f"past_key_values.{n}" for n in kv)],
         "outputs": ["logits", *(f"present.{n}" for n in kv)],
     }
-    actual = {"inputs": session.get_inputs(), "outputs": session.get_outputs()}
+    if "num_logits_to_keep" in sidecar.get("inputs", {}):
+        expected["inputs"].append("num_logits_to_keep")
+    # An input with a default value is an "overridable initializer" to ONNX Runtime, not a plain input.
+    actual = {
+        "inputs": [*session.get_inputs(), *session.get_overridable_initializers()],
+        "outputs": session.get_outputs(),
+    }
     for side in ("inputs", "outputs"):
         declared = sidecar[side]
         if not isinstance(declared, dict) or set(declared) != set(expected[side]):
