@@ -109,8 +109,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from awq2trt import passes
     from awq2trt.frontend.export import export_checkpoint
 
+    if args.list_passes:
+        print(passes.DEFAULT_PASSES.describe())
+        return 0
+    if args.checkpoint is None or args.output is None:
+        missing = "CHECKPOINT" if args.checkpoint is None else "-o/--output"
+        raise Awq2TrtError("export", expected="CHECKPOINT and -o/--output (or --list-passes)", got=f"no {missing}")
+    enabled = [] if args.no_fuse else passes.parse_pass_list(args.passes)
     result = export_checkpoint(
         _model_path(args.checkpoint, args.cache_dir),
         args.output,
@@ -118,6 +126,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         target=args.target,
         accuracy_level=args.accuracy_level,
         lm_head=args.lm_head,
+        passes=enabled,
+        disable_passes=passes.parse_pass_list(args.disable_passes) or (),
+        fuse_mapping=args.fuse_mapping,
         force=args.force,
         allow_pickle=args.allow_pickle,
         progress=not args.quiet,
@@ -126,6 +137,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{result.output}: {result.int4_nodes} int4 matmul nodes, {result.data_bytes / 2**20:.1f} MB of weights,"
         f" {result.seconds:.1f} s"
     )
+    print(f"passes: {passes.counts_line(result.passes)}")
     return 0
 
 
@@ -400,8 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="trace a checkpoint into an ONNX graph",
         description="Trace a checkpoint into ONNX (awq2trt::Int4MatMul nodes, KV cache IO, external data).",
     )
-    p.add_argument("checkpoint", help=model_help)
-    p.add_argument("-o", "--output", required=True, help="output folder (model.onnx, data, tokenizer, awq2trt.json)")
+    p.add_argument("checkpoint", nargs="?", help=model_help)
+    p.add_argument("-o", "--output", help="output folder (model.onnx, data, tokenizer, awq2trt.json)")
     p.add_argument("--dtype", default="fp32", help="activation and scale dtype: fp32 (default) or fp16")
     p.add_argument(
         "--target",
@@ -419,6 +431,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp",
         help="ort target: fp keeps the output head exact (default); int8 or int4 quantizes it (RTN, group 32):"
         " on small models it is the largest read per token",
+    )
+    fusion = p.add_argument_group("graph passes")
+    fusion.add_argument("--passes", default=None, help="run only these passes, comma-separated (default: all)")
+    fusion.add_argument("--disable-passes", default=None, help="skip these passes, comma-separated")
+    fusion.add_argument("--no-fuse", action="store_true", help="run no graph pass (the traced graph as it is)")
+    fusion.add_argument("--list-passes", action="store_true", help="list the passes in running order and exit")
+    fusion.add_argument(
+        "--fuse-mapping",
+        default=None,
+        metavar="FILE",
+        help="JSON saying which projections fuse, for model types without a built-in mapping",
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=cmd_export)

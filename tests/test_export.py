@@ -112,6 +112,13 @@ def test_left_padded_batch_equals_single_rows(case: str, exported: dict) -> None
         assert max(max_abs_rel(b[row], s[0])[0] for b, s in zip(batch_logits, logits, strict=True)) <= 1e-4
 
 
+def assert_every_linear_computed(nodes: list, ckpt: object) -> None:
+    """Fused q/k/v and gate/up: 4 int4 nodes per layer whose output channels add up to all the Linears'."""
+    channels = sum(next(a.i for a in n.attribute if a.name == "N") for n in nodes)
+    assert channels == sum(lay.out_features for lay in ckpt.linears.values())
+    assert len(nodes) == 4 * len(ckpt.linears) // 7
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_graph_structure(case: str, exported: dict) -> None:
     checkpoint, folder = exported[case]
@@ -119,7 +126,8 @@ def test_graph_structure(case: str, exported: dict) -> None:
     graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False)
     onnx.checker.check_model(str(folder / MODEL_FILE), full_check=True)
     nodes = [n for n in graph.graph.node if n.domain == "awq2trt"]
-    assert len(nodes) == len(ckpt.linears) and {n.op_type for n in nodes} == {"Int4MatMul"}
+    assert {n.op_type for n in nodes} == {"Int4MatMul"}
+    assert_every_linear_computed(nodes, ckpt)
     assert {(f.name, f.overload) for f in graph.functions} == {("Int4MatMul", n.overload) for n in nodes}
     symmetric = case.startswith("mistral")
     assert all(len(n.input) == (3 if symmetric else 4) or n.input[-1] for n in nodes)

@@ -14,7 +14,7 @@ import json
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from awq2trt import passes as graph_passes
 from awq2trt.atomic import atomic_output_dir, check_output_dir
 from awq2trt.checkpoint.reader import Checkpoint, open_checkpoint
 from awq2trt.checkpoint.writer import TOKENIZER_FILES
@@ -62,6 +63,7 @@ class ExportResult:
     quantized_linears: int
     seconds: float
     data_bytes: int
+    passes: dict[str, int]  # rewrites per graph pass, in running order
 
 
 def _meta_model(ckpt: Checkpoint, dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
@@ -331,10 +333,15 @@ def export_checkpoint(
     verify: bool = True,
     accuracy_level: int = 4,
     lm_head: str = "fp",
+    passes: Sequence[str] | None = None,
+    disable_passes: Sequence[str] = (),
+    fuse_mapping: str | Path | None = None,
 ) -> ExportResult:
     """Trace *checkpoint* into ``OUTPUT/model.onnx`` (+ external data, tokenizer, ``awq2trt.json``).
 
     ``lm_head`` ``int8``/``int4`` (``ort`` target only) quantizes the dense output head as well.
+    ``passes`` names the graph passes to run (None: every pass for the target, ``[]``: none); ``fuse_mapping`` is
+    a JSON file saying which projections fuse, for model types without a built-in mapping.
     """
     import onnx
 
@@ -357,6 +364,8 @@ def export_checkpoint(
         raise Awq2TrtError(
             ckpt.folder, expected="a quantized checkpoint (AWQ or compressed-tensors)", got="dense weights"
         )
+    # Unknown pass names fail before the slow trace, not after it.
+    graph_passes.DEFAULT_PASSES.select(target, passes, disable_passes)
     check_output_dir(Path(output), force=force)  # fail before the slow trace, not after it
     model, computed = _meta_model(ckpt, torch_dtype)
     layout = KvLayout.of(model.config)
@@ -368,19 +377,24 @@ def export_checkpoint(
         _clean_up(onnx_model)
         if not add_logits_to_keep(onnx_model):
             raise Awq2TrtError("export", expected="logits computed by a MatMul (the output head)", got="another form")
+        pass_counts = graph_passes.run_passes(
+            onnx_model, target, passes, disable_passes, config=ckpt.config, mapping_file=fuse_mapping
+        )
+        linears = graph_passes.linears_computed(onnx_model)  # a fused node computes several Linears
+        if linears != len(ckpt.linears):
+            raise Awq2TrtError(
+                "export", expected=f"{len(ckpt.linears)} quantized Linears computed by the graph", got=linears
+            )
         if target == "ort":
             int4_nodes = lower_to_ort(onnx_model, accuracy_level=accuracy_level)
             quantize_lm_head(onnx_model, lm_head, accuracy_level=accuracy_level)
         else:
             int4_nodes = _attach_functions(onnx_model)
-        if int4_nodes != len(ckpt.linears):
-            raise Awq2TrtError(
-                "export", expected=f"{len(ckpt.linears)} int4 matmul nodes (one per quantized Linear)", got=int4_nodes
-            )
         _strip_trace_metadata(onnx_model)
         onnx_model.producer_name = "awq2trt"
         _save(onnx_model, tmp, progress)
         if verify:
+            graph_passes.register_ort_schemas()  # fused norms use ORT ops the onnx checker does not know
             onnx.checker.check_model(str(tmp / MODEL_FILE), full_check=True)
             inferred = tmp / "inferred.onnx"
             onnx.shape_inference.infer_shapes_path(str(tmp / MODEL_FILE), str(inferred), strict_mode=True)
@@ -390,6 +404,7 @@ def export_checkpoint(
                 shutil.copyfile(ckpt.folder / file_name, tmp / file_name)
         sidecar = _sidecar(ckpt, layout, torch_dtype, int4_nodes)
         sidecar["target"] = target
+        sidecar["passes"] = pass_counts
         if target == "ort":
             sidecar["accuracy_level"] = accuracy_level
             sidecar["lm_head"] = lm_head
@@ -398,4 +413,5 @@ def export_checkpoint(
             config = genai_config(sidecar, model_file=MODEL_FILE)
             (tmp / GENAI_CONFIG_FILE).write_text(json.dumps(config, indent=4) + "\n")
         data_bytes = (tmp / DATA_FILE).stat().st_size
-    return ExportResult(Path(output), int4_nodes, len(ckpt.linears), time.perf_counter() - start, data_bytes)
+    seconds = time.perf_counter() - start
+    return ExportResult(Path(output), int4_nodes, len(ckpt.linears), seconds, data_bytes, pass_counts)

@@ -1,0 +1,33 @@
+"""The passes awq2trt ships, in the order they run."""
+
+from __future__ import annotations
+
+from awq2trt.passes.cleanup import cleanup
+from awq2trt.passes.fuse_int4 import fuse_gate_up, fuse_qkv
+from awq2trt.passes.manager import Pass, PassManager
+from awq2trt.passes.norms import fuse_rmsnorm, fuse_skip_rmsnorm
+from awq2trt.passes.rotary import fuse_rotary
+
+ALL = frozenset({"ir", "ort", "trt"})
+ORT = frozenset({"ort"})
+
+DEFAULT_PASSES = PassManager(
+    [
+        Pass("fuse_qkv", "q/k/v Int4MatMuls on one input -> one Int4MatMul + Split (awq2trt)", ALL, fuse_qkv),
+        Pass("fuse_gate_up", "gate/up Int4MatMuls on one input -> one Int4MatMul + Split (awq2trt)", ALL, fuse_gate_up),
+        Pass("fuse_rmsnorm", "RMSNorm -> SimplifiedLayerNormalization (onnxscript)", ORT, fuse_rmsnorm),
+        Pass(
+            "fuse_skip_rmsnorm",
+            "residual Add + SimplifiedLayerNormalization -> SkipSimplifiedLayerNormalization (onnxscript)",
+            ORT,
+            fuse_skip_rmsnorm,
+        ),
+        Pass(
+            "fuse_rotary",
+            "rotary embedding -> com.microsoft.RotaryEmbedding with cos/sin caches (onnxscript + awq2trt)",
+            ORT,
+            fuse_rotary,
+        ),
+        Pass("cleanup", "remove dead nodes and initializers, sort topologically", ALL, cleanup),
+    ]
+)

@@ -1,0 +1,322 @@
+"""Graph passes: each rewrites its golden pattern, leaves non-matching graphs alone, keeps outputs equal;
+the pass manager selects by name; end to end on the fixtures the passes keep logits and greedy ids."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from awq2trt.errors import Awq2TrtError
+from awq2trt.passes import (
+    BUILTIN,
+    DEFAULT_PASSES,
+    FusionMapping,
+    linears_computed,
+    parse_pass_list,
+    register_ort_schemas,
+    resolve_mapping,
+    run_passes,
+)
+from tests.conftest import ROOT, fixture_path, max_abs_rel
+from tests.ort_driver import IrSession
+
+GRAPHS = ROOT / "graphs"
+LLAMA = FusionMapping(BUILTIN["llama"], source="test")
+
+
+def _load(name: str) -> Any:
+    import onnx_ir as ir
+
+    return ir.load(GRAPHS / f"{name}.onnx")
+
+
+def _ops(model: Any) -> Counter:
+    return Counter(n.op_type for n in model.graph)
+
+
+def _run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {k: v for k, v in feeds.items() if k in {i.name for i in session.get_inputs()}})
+
+
+def _feeds(seq: int = 5) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {name: rng.normal(size=(2, seq, 64)).astype(np.float32) for name in ("x", "x2", "skip")}
+
+
+def _rewrite_and_compare(
+    name: str, tmp_path: Path, target: str, enabled: list[str], tolerance: float
+) -> tuple[Any, dict[str, int]]:
+    """Run *enabled* passes on golden graph *name*; ORT outputs before and after must agree."""
+    import onnx_ir as ir
+
+    model = _load(name)
+    counts = run_passes(model, target, enabled=enabled, mapping=LLAMA)
+    ir.save(model, tmp_path / f"{name}.onnx")
+    before, after = _run(GRAPHS / f"{name}.onnx", _feeds()), _run(tmp_path / f"{name}.onnx", _feeds())
+    for expected, actual in zip(before, after, strict=True):
+        assert actual.shape == expected.shape
+        assert max_abs_rel(actual, expected)[0] <= tolerance
+    return model, counts
+
+
+# --- golden graphs -------------------------------------------------------------------------------------
+
+
+def test_golden_graphs_are_current_and_tiny() -> None:
+    spec = importlib.util.spec_from_file_location("make_golden_graphs", ROOT / "scripts" / "make_golden_graphs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0
+    assert all(p.stat().st_size < 50_000 for p in GRAPHS.glob("*.onnx"))
+
+
+@pytest.mark.parametrize("name", ["qkv_zero_points", "qkv_bias_symmetric"])
+def test_fuse_qkv(name: str, tmp_path: Path) -> None:
+    model, counts = _rewrite_and_compare(name, tmp_path, "ir", ["fuse_qkv"], 1e-6)
+    assert counts == {"fuse_qkv": 1}
+    assert _ops(model)["Int4MatMul"] == 1 and _ops(model)["Split"] == 1
+    fused = next(n for n in model.graph if n.op_type == "Int4MatMul")
+    assert fused.attributes["N"].as_int() == 128
+    assert fused.inputs[1].name == "model.layers.0.self_attn.qkv_proj.qweight"
+    assert linears_computed(model) == 3
+    assert not [v for v in model.graph.initializers if ".q_proj." in v]  # the unfused weights are gone
+
+
+def test_fuse_gate_up(tmp_path: Path) -> None:
+    model, counts = _rewrite_and_compare("gate_up", tmp_path, "ir", ["fuse_gate_up"], 1e-6)
+    assert counts == {"fuse_gate_up": 1}
+    assert _ops(model)["Int4MatMul"] == 2 and _ops(model)["Split"] == 1  # gate+up, down
+    assert linears_computed(model) == 3
+
+
+def test_norm_with_residual(tmp_path: Path) -> None:
+    register_ort_schemas()
+    model, counts = _rewrite_and_compare(
+        "rmsnorm_residual", tmp_path, "ort", ["fuse_rmsnorm", "fuse_skip_rmsnorm"], 1e-5
+    )
+    assert counts == {"fuse_rmsnorm": 1, "fuse_skip_rmsnorm": 1}
+    assert dict(_ops(model)) == {"SkipSimplifiedLayerNormalization": 1}
+
+
+@pytest.mark.parametrize("name", ["qkv_different_inputs", "qkv_mixed_block_sizes"])
+def test_non_matching_graphs_are_left_alone(name: str, tmp_path: Path) -> None:
+    before = _ops(_load(name))
+    model, counts = _rewrite_and_compare(name, tmp_path, "ir", ["fuse_qkv", "fuse_gate_up"], 0.0)
+    assert counts == {"fuse_qkv": 0, "fuse_gate_up": 0}
+    assert _ops(model) == before
+
+
+def test_no_mapping_means_no_int4_fusion(tmp_path: Path) -> None:
+    model = _load("qkv_zero_points")
+    with pytest.warns(UserWarning, match="no fusion mapping for model type 'gpt_bigcode'"):
+        counts = run_passes(model, "ir", config={"model_type": "gpt_bigcode"})
+    assert counts["fuse_qkv"] == 0 and _ops(model)["Int4MatMul"] == 3
+
+
+def test_passes_keep_weights_lazy(tmp_path: Path) -> None:
+    """Fusing reads no weight: the concatenation runs when the model is saved, once per tensor."""
+    import onnx_ir as ir
+
+    model = _load("qkv_zero_points")
+    reads: Counter = Counter()
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+
+        def read(tensor: Any = tensor, name: str = value.name) -> Any:
+            reads[name] += 1
+            return ir.Tensor(tensor.numpy(), name=name)
+
+        value.const_value = ir.LazyTensor(read, tensor.dtype, tensor.shape, name=value.name)
+    run_passes(model, "ir", enabled=["fuse_qkv"], mapping=LLAMA)
+    assert not reads
+    ir.save(model, tmp_path / "lazy.onnx")
+    assert set(reads.values()) == {1} and len(reads) == 9  # q/k/v x codes, scales, zero points
+    before, after = _run(GRAPHS / "qkv_zero_points.onnx", _feeds()), _run(tmp_path / "lazy.onnx", _feeds())
+    for expected, actual in zip(before, after, strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
+# --- mappings ------------------------------------------------------------------------------------------
+
+
+def test_mapping_sources(tmp_path: Path) -> None:
+    assert resolve_mapping({"model_type": "qwen2"}).members("qkv_proj") == ("q_proj", "k_proj", "v_proj")
+    modules_to_fuse = {
+        "attention": ["wq", "wk", "wv", "wo"],
+        "mlp": ["w1", "w3", "w2"],
+        "layernorm": ["attention_norm", "ffn_norm", "norm"],
+        "use_alibi": False,
+    }
+    config = {"model_type": "custom", "quantization_config": {"modules_to_fuse": modules_to_fuse}}
+    mapping = resolve_mapping(config)
+    assert mapping.groups == {"qkv_proj": ("wq", "wk", "wv"), "gate_up_proj": ("w1", "w3")}
+    user = tmp_path / "mapping.json"
+    user.write_text(json.dumps({"custom": {"qkv_proj": ["a", "b", "c"]}}))
+    assert resolve_mapping(config, user).groups == {"qkv_proj": ("a", "b", "c")}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("{not json", "valid JSON"),
+        (json.dumps({"other_type": {"qkv_proj": ["a", "b"]}}), "an entry for model type 'custom'"),
+        (json.dumps({"qkv_proj": ["a"]}), "at least 2 module leaf names"),
+        (json.dumps({"qkv_proj": ["a", "a"]}), "distinct"),
+        (json.dumps({"o_proj": ["a", "b"]}), "groups 'qkv_proj'"),
+        (json.dumps(["q_proj"]), "a JSON object"),
+    ],
+)
+def test_bad_mapping_file(tmp_path: Path, content: str, match: str) -> None:
+    path = tmp_path / "mapping.json"
+    path.write_text(content)
+    with pytest.raises(Awq2TrtError, match=match) as error:
+        resolve_mapping({"model_type": "custom"}, path)
+    assert "\n" not in str(error.value)
+
+
+# --- the pass manager ----------------------------------------------------------------------------------
+
+
+def test_manager_lists_in_declared_order() -> None:
+    assert DEFAULT_PASSES.names() == [
+        "fuse_qkv",
+        "fuse_gate_up",
+        "fuse_rmsnorm",
+        "fuse_skip_rmsnorm",
+        "fuse_rotary",
+        "cleanup",
+    ]
+    assert DEFAULT_PASSES.names("ir") == ["fuse_qkv", "fuse_gate_up", "cleanup"]
+    assert DEFAULT_PASSES.names("trt") == ["fuse_qkv", "fuse_gate_up", "cleanup"]
+    assert len(DEFAULT_PASSES.describe().splitlines()) == 6
+
+
+def test_manager_enables_and_disables() -> None:
+    def names(**kwargs: Any) -> list[str]:
+        return [p.name for p in DEFAULT_PASSES.select("ort", **kwargs)]
+
+    assert names(enabled=["cleanup", "fuse_qkv"]) == ["fuse_qkv", "cleanup"]  # declared order, not given
+    assert names(disabled=["fuse_rotary", "cleanup"]) == [
+        "fuse_qkv",
+        "fuse_gate_up",
+        "fuse_rmsnorm",
+        "fuse_skip_rmsnorm",
+    ]
+    assert names(enabled=[]) == []
+    model = _load("gate_up")
+    assert run_passes(model, "ir", disabled=["fuse_gate_up"], mapping=LLAMA) == {"fuse_qkv": 0, "cleanup": 0}
+    assert parse_pass_list("fuse_qkv, cleanup") == ["fuse_qkv", "cleanup"] and parse_pass_list("") is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"enabled": ["fuse_everything"]}, "--passes: expected one of fuse_qkv"),
+        ({"disabled": ["nope"]}, "got nope"),
+        ({"enabled": ["fuse_rmsnorm"]}, "passes for target ir, got fuse_rmsnorm \\(ort\\)"),
+    ],
+)
+def test_manager_bad_names(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(Awq2TrtError, match=match):
+        run_passes(_load("gate_up"), "ir", mapping=LLAMA, **kwargs)
+
+
+def test_bad_target() -> None:
+    with pytest.raises(Awq2TrtError, match="target: expected ir or ort or trt"):
+        run_passes(_load("gate_up"), "tensorrt")
+    with pytest.raises(Awq2TrtError):
+        parse_pass_list("a,,b")
+
+
+# --- end to end on the fixtures ------------------------------------------------------------------------
+
+E2E = ["llama-gemm-g64", "qwen2-gemm-g128", "llama-ct-g128"]  # zero points; q/k/v bias; symmetric
+
+
+@pytest.fixture(scope="module")
+def exported_ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from awq2trt.frontend.export import export_checkpoint
+
+    base = tmp_path_factory.mktemp("passes-ir")
+    return {
+        name: export_checkpoint(fixture_path(name), base / name, target="ir", passes=[], progress=False).output
+        for name in E2E
+    }
+
+
+def _lowered_copy(source: Path, dest: Path, target: str, passes: bool) -> tuple[Path, dict[str, int]]:
+    """Load an exported IR folder, optionally run the passes, lower for *target* (exact level), save."""
+    import onnx_ir as ir
+
+    from awq2trt.targets.ort import lower_to_ort
+
+    model = ir.load(source / "model.onnx")
+    config = json.loads((fixture_path(source.name) / "config.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a built-in architecture needs no warning
+        counts = run_passes(model, target, config=config) if passes else {}
+    if target == "ort":
+        lower_to_ort(model, accuracy_level=0)
+    dest.mkdir(parents=True)
+    ir.save(model, dest / "model.onnx", external_data="model.onnx.data")
+    shutil.copyfile(source / "awq2trt.json", dest / "awq2trt.json")
+    return dest, counts
+
+
+@pytest.mark.parametrize("name", E2E)
+def test_fixture_logits_and_greedy_ids(name: str, exported_ir: dict[str, Path], tmp_path: Path) -> None:
+    import onnx
+
+    register_ort_schemas()
+    plain, _ = _lowered_copy(exported_ir[name], tmp_path / "plain", "ort", passes=False)
+    fused, counts = _lowered_copy(exported_ir[name], tmp_path / "fused", "ort", passes=True)
+    layers = IrSession(plain).layers
+    assert counts["fuse_qkv"] == counts["fuse_gate_up"] == layers
+    assert counts["fuse_rmsnorm"] == 2 * layers + 1 and counts["fuse_skip_rmsnorm"] == 2 * layers
+    assert counts["fuse_rotary"] == 2 * layers
+    onnx.checker.check_model(str(fused / "model.onnx"), full_check=True)
+    ids = np.array([[1, 15043, 29892, 590, 1024, 338, 42, 7, 99, 3]], np.int64) % IrSession(plain).sidecar["vocab_size"]
+    plain_ids, plain_logits = IrSession(plain).greedy(ids, 16)
+    fused_ids, fused_logits = IrSession(fused).greedy(ids, 16)
+    np.testing.assert_array_equal(fused_ids, plain_ids)
+    assert max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)) <= 2e-3
+    # The portable graph with its fused Int4MatMuls (function bodies) is bit-for-bit the unfused one.
+    if name == E2E[0]:
+        ir_fused, _ = _lowered_copy(exported_ir[name], tmp_path / "ir", "ir", passes=True)
+        reference_ids, reference_logits = IrSession(exported_ir[name]).greedy(ids, 4)
+        ir_ids, ir_logits = IrSession(ir_fused).greedy(ids, 4)
+        np.testing.assert_array_equal(ir_ids, reference_ids)
+        assert max(max_abs_rel(f, p)[0] for f, p in zip(ir_logits, reference_logits, strict=True)) <= 1e-6
+
+
+def test_unconverted_rotary_is_inlined_back(exported_ir: dict[str, Path], tmp_path: Path) -> None:
+    """If the cos/sin cache step cannot convert a matched rotary, the graph gets the standard ops back."""
+    import onnx_ir as ir
+    from onnxscript.rewriter.ort_fusions.rotary_embedding import fuse_rotary_embedding
+
+    from awq2trt.passes.rotary import FUSION_DOMAIN, _inline_leftovers
+
+    source = exported_ir[E2E[0]]
+    model = ir.load(source / "model.onnx")
+    assert fuse_rotary_embedding(model) > 0
+    _inline_leftovers(model)
+    assert not [n for n in model.graph if n.domain == FUSION_DOMAIN]
+    assert [k for k in model.functions if k[0] == "awq2trt"]  # the Int4MatMul bodies stay
+    (tmp_path / "out").mkdir()
+    ir.save(model, tmp_path / "out" / "model.onnx", external_data="model.onnx.data")
+    shutil.copyfile(source / "awq2trt.json", tmp_path / "out" / "awq2trt.json")
+    ids = np.array([[1, 5, 9, 23, 42]], np.int64)
+    expected, actual = IrSession(source).prefill(ids)[0], IrSession(tmp_path / "out").prefill(ids)[0]
+    assert max_abs_rel(actual, expected)[0] <= 1e-5
