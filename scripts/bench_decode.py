@@ -120,7 +120,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated, from {', '.join(ALL_ENGINES)} (default: all)",
     )
     add(
-        "--lm-head", default="fp,int4", help="our variants: export --lm-head values, comma-separated (default: fp,int4)"
+        "--lm-head",
+        default="fp,int4",
+        help="our variants: export --lm-head values, comma-separated, each optionally with +nofuse for the graph"
+        " before the passes (default: fp,int4)",
     )
     add("--accuracy-level", type=int, default=None, help="our export's --accuracy-level (default: the CLI's own, 4)")
     add("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
@@ -460,8 +463,14 @@ def awq2trt_sources_digest() -> str:
     )
 
 
-def prepare_ours(args: argparse.Namespace, head: str, checkpoint: Path, work_dir: Path, has_head: bool) -> Engine:
-    engine = Engine(f"ours-{head}", f"ours (lm_head {head})", python=Path(sys.executable))
+def prepare_ours(args: argparse.Namespace, variant: str, checkpoint: Path, work_dir: Path, has_head: bool) -> Engine:
+    # A variant is an --lm-head value, optionally "+nofuse" for the graph before the passes (export --no-fuse).
+    head, _, suffix = variant.partition("+")
+    unfused = suffix == "nofuse"
+    if suffix and not unfused:
+        raise SystemExit(f"--lm-head {variant}: expected fp, int8 or int4, optionally followed by +nofuse")
+    label = f"ours (lm_head {head}{', no graph passes' if unfused else ''})"
+    engine = Engine(f"ours-{variant}", label, python=Path(sys.executable))
     engine.worker = WORKERS / "ours_worker.py"
     if args.ours_model is not None:
         engine.key, engine.label, engine.model = "ours", f"ours ({args.ours_model.name})", args.ours_model.resolve()
@@ -473,8 +482,10 @@ def prepare_ours(args: argparse.Namespace, head: str, checkpoint: Path, work_dir
             options += ["--lm-head", head]
         elif head != "fp":  # without the option the export keeps the exact head, which is "fp"
             return engine.fail(f"awq2trt export has no --lm-head option (needed for --lm-head {head})")
+        if unfused:
+            options += ["--no-fuse"]
         level = "" if args.accuracy_level is None else f"-acc{args.accuracy_level}"
-        folder = work_dir / f"ours-lmhead-{head}{level}"
+        folder = work_dir / f"ours-lmhead-{head}{level}{'-nofuse' if unfused else ''}"
         error = export_ours(args, checkpoint, folder, options)
         if error:
             return engine.fail(error)
