@@ -78,7 +78,7 @@ def test_bench_json(folders: dict[int, Path], capsys: pytest.CaptureFixture[str]
     report = json.loads(capsys.readouterr().out)
     assert set(report["prefill_tokens_per_s"]) == {"16", "64"}
     for figure in (*report["prefill_tokens_per_s"].values(), report["decode_tokens_per_s"], report["ttft_ms"]):
-        assert 0 < figure["best"] and 0 < figure["median"]
+        assert figure["best"] > 0 and figure["median"] > 0
     assert report["decode_tokens_per_s"]["best"] >= report["decode_tokens_per_s"]["median"]
     assert report["ttft_ms"]["best"] <= report["ttft_ms"]["median"]
     data = folders[4] / "model.onnx.data"
