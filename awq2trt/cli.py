@@ -103,9 +103,25 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         force=args.force,
         allow_pickle=args.allow_pickle,
         progress=not args.quiet,
+        **_awq_options(args),
     )
     print(out)
     return 0
+
+
+def _awq_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options only --method awq reads, passed only when given (RTN refuses them by name)."""
+    given = {
+        "calib": args.calib,
+        "calib_samples": args.calib_samples,
+        "calib_seqlen": args.calib_seqlen,
+        "mapping_files": args.mapping or (),
+        "device": args.device,
+        "threads": args.threads,
+        "allow_worse": args.allow_worse,
+        "report": args.report,
+    }
+    return {k: v for k, v in given.items() if v not in (None, False, ())}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -376,7 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help=model_help)
     p.add_argument("-o", "--output", required=True, help="output checkpoint folder")
-    p.add_argument("--method", default="rtn", help="quantization method: rtn (default)")
+    p.add_argument(
+        "--method",
+        default="rtn",
+        help="rtn (default): round to nearest; awq: activation-aware scales and clipping searched on calibration text",
+    )
     p.add_argument("--group-size", type=int, default=128, help="input channels per scale group (default 128)")
     zp = p.add_mutually_exclusive_group()
     zp.add_argument(
@@ -404,6 +424,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-shard-mb", type=float, default=None, help="split the weights into shards of at most this size"
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    awq = p.add_argument_group("awq options")
+    awq.add_argument(
+        "--calib",
+        default=None,
+        metavar="FILE",
+        help='calibration text: plain text, or JSONL with a "text" field'
+        " (default: /usr/share/common-licenses other than GPL-3, the evaluation text)",
+    )
+    awq.add_argument("--calib-samples", type=int, default=None, help="calibration samples (default 34)")
+    awq.add_argument("--calib-seqlen", type=int, default=None, help="tokens per calibration sample (default 512)")
+    awq.add_argument(
+        "--mapping",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="JSON scaling-group table for a model type awq2trt does not know (repeatable)",
+    )
+    awq.add_argument("--device", default=None, help="cpu (default) or cuda")
+    awq.add_argument("--threads", type=int, default=None, help="CPU threads for the search (default: torch's)")
+    awq.add_argument("--report", action="store_true", help="print the per-block self-check table (RTN vs AWQ)")
+    awq.add_argument(
+        "--allow-worse",
+        action="store_true",
+        help="write the checkpoint even when a block's AWQ error exceeds RTN's by more than 5%%",
+    )
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser(

@@ -1,4 +1,4 @@
-"""Quantization: RTN (the baseline) now; the AWQ algorithm builds on the same pieces."""
+"""Quantization: RTN (the baseline) and AWQ (activation-aware scales and clipping, `awq2trt.quantize.awq`)."""
 
 from awq2trt.quantize.api import quantize_checkpoint
 from awq2trt.quantize.rtn import rtn_quantize

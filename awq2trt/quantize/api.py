@@ -1,9 +1,14 @@
-"""`quantize_checkpoint`: dense Hugging Face model folder -> AutoAWQ GEMM checkpoint, streamed per tensor."""
+"""`quantize_checkpoint`: dense Hugging Face model folder -> AutoAWQ GEMM checkpoint, streamed per tensor.
+
+``method="rtn"`` rounds every weight group to nearest; ``method="awq"`` runs the AWQ search on calibration
+text first (`awq2trt.quantize.awq`) and writes the same checkpoint format.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -16,7 +21,11 @@ from awq2trt.modeling.loader import check_model_type
 from awq2trt.quant_weight import QuantWeight
 from awq2trt.quantize.rtn import rtn_quantize
 
-METHODS = ("rtn",)
+if TYPE_CHECKING:
+    from awq2trt.quantize.awq import ArchitectureMapping, AwqSettings
+
+METHODS = ("rtn", "awq")
+
 # Linear weights of the supported decoder architectures (everything else stays dense).
 LINEAR_SUFFIXES = (
     "self_attn.q_proj.weight",
@@ -43,10 +52,66 @@ def quantize_checkpoint(
     force: bool = False,
     allow_pickle: bool = False,
     progress: bool = True,
+    calib: str | Path | None = None,
+    calib_samples: int | None = None,
+    calib_seqlen: int | None = None,
+    mapping_files: Sequence[str | Path] = (),
+    mappings: Mapping[str, ArchitectureMapping] | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    allow_worse: bool = False,
+    report: bool = False,
+    settings: AwqSettings | None = None,
 ) -> Path:
-    """Quantize every decoder Linear of the dense model at *source*; write an AutoAWQ GEMM checkpoint."""
+    """Quantize every decoder Linear of the dense model at *source*; write an AutoAWQ GEMM checkpoint.
+
+    The AWQ options (calibration text and size, mappings for new model types, device, threads, the
+    self-check override, *report* to print the per-block self-check table) mirror ``awq2trt quantize``.
+    """
     if method not in METHODS:
-        raise Awq2TrtError("--method", expected=" or ".join(METHODS) + " (awq arrives with its own issue)", got=method)
+        raise Awq2TrtError("--method", expected=" or ".join(METHODS), got=method)
+    if method == "awq":
+        from awq2trt.quantize.awq import awq_quantize_checkpoint, format_report
+        from awq2trt.quantize.awq.calibration import DEFAULT_SAMPLES, DEFAULT_SEQLEN
+
+        result = awq_quantize_checkpoint(
+            source,
+            output,
+            group_size=group_size,
+            zero_point=zero_point,
+            calib=calib,
+            calib_samples=DEFAULT_SAMPLES if calib_samples is None else calib_samples,
+            calib_seqlen=DEFAULT_SEQLEN if calib_seqlen is None else calib_seqlen,
+            mappings=mappings,
+            mapping_files=mapping_files,
+            modules_to_not_convert=modules_to_not_convert,
+            dense_dtype=dense_dtype,
+            max_shard_bytes=max_shard_bytes,
+            force=force,
+            allow_pickle=allow_pickle,
+            progress=progress,
+            device=device or "cpu",
+            threads=threads,
+            allow_worse=allow_worse,
+            settings=settings,
+            on_report=(lambda reports: print(format_report(reports), flush=True)) if report else None,
+        )
+        return result.output
+    given = {
+        "--calib": calib,
+        "--calib-samples": calib_samples,
+        "--calib-seqlen": calib_seqlen,
+        "--mapping": list(mapping_files) or None,
+        "mappings": mappings,
+        "--device": device,
+        "--threads": threads,
+        "--allow-worse": allow_worse or None,
+        "--report": report or None,
+        "settings": settings,
+    }
+    unused = [option for option, value in given.items() if value is not None]
+    if unused:
+        raise Awq2TrtError(unused[0], expected="an option of --method awq", got=f"--method {method}")
     if dense_dtype not in DENSE_DTYPES:
         raise Awq2TrtError("--dense-dtype", expected="fp16 or fp32", got=dense_dtype)
     awq_config = AwqConfig(group_size=group_size, zero_point=zero_point, modules_to_not_convert=modules_to_not_convert)
