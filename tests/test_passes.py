@@ -3,9 +3,10 @@ the pass manager selects by name; end to end on the fixtures the passes keep log
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -75,10 +76,11 @@ def _rewrite_and_compare(
 
 
 def test_golden_graphs_are_current_and_tiny() -> None:
-    spec = importlib.util.spec_from_file_location("make_golden_graphs", ROOT / "scripts" / "make_golden_graphs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--check"]) == 0
+    # A fresh process, as a user runs the script: an export earlier in this process registers the Int4MatMul
+    # schema, which has no type inference, and the script's strict shape inference then fails.
+    script = ROOT / "scripts" / "make_golden_graphs.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
     assert all(p.stat().st_size < 50_000 for p in GRAPHS.glob("*.onnx"))
 
 
