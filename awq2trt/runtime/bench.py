@@ -79,7 +79,7 @@ def benchmark(
     for length in prompt_lengths:
         if length < 1 or (limit and length + 1 > limit):
             raise Awq2TrtError(
-                "--prompt-lengths", expected=f"lengths in [1, {limit - 1 if limit else 'inf'})", got=length
+                "--prompt-lengths", expected=f"lengths from 1 to {limit - 1 if limit else 'any'}", got=length
             )
     if limit and SHORT_PROMPT_TOKENS + new_tokens > limit:
         raise Awq2TrtError(
