@@ -5,6 +5,9 @@
     bash scripts/venv-run python scripts/bench_quality.py --only awq,autoawq   # just these rows
     bash scripts/venv-run python scripts/bench_quality.py --refresh            # re-run cached peers too
 
+Peers are slow on 2 cores: llm-compressor took 15 minutes here; AutoAWQ ran at ~170 s per block on the
+shared machine (~85 minutes for SmolLM2's 30), so run it on its own (``--only autoawq``) when the machine is free.
+
 Rows: the fp32 model, RTN (ours, group-wise int4), AWQ (ours), llm-compressor 0.14's ``AWQModifier`` followed by
 its ``QuantizationModifier`` (int4, asymmetric, group 64: a custom ``config_groups`` scheme) and AutoAWQ 0.2.9
 (``zero_point``, ``q_group_size`` 64, GEMM; in fp32, since its fp16 run on this CPU returns a broken model).
@@ -23,7 +26,8 @@ The peers live in their own venvs (``--peer-dir``, default /tmp/awq2trt-peers), 
 venv's site-packages comes first; a ``.pth`` file then appends this project's venv, so the peers reuse its
 CPU torch instead of downloading a CUDA build, while their own pinned transformers shadows ours.
 A peer's result is cached in ``<work-dir>/peer-results.json`` keyed by the model, the calibration ids and
-the settings; a row whose peer cannot be installed or fails says why instead of a number.
+the settings (a failed run is recorded but tried again next time); a row whose peer cannot be installed or
+fails says why instead of a number.
 """
 
 from __future__ import annotations
@@ -107,12 +111,14 @@ AUTOAWQ_SCRIPT = r"""
 import json, sys
 import torch
 from awq import AutoAWQForCausalLM
-from transformers import AutoTokenizer
+from transformers import PreTrainedTokenizerFast
 
 source, output, calib_file, group_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.set_num_threads(int(sys.argv[5]))
 ids = json.load(open(calib_file))
-tokenizer = AutoTokenizer.from_pretrained(source)
+# transformers 4.51 does not know the tokenizer class name transformers 5 writes; the calibration ids are
+# given, so the tokenizer is only a formality here (the bench copies the source's files next to the output).
+tokenizer = PreTrainedTokenizerFast(tokenizer_file=f"{source}/tokenizer.json")
 model = AutoAWQForCausalLM.from_pretrained(source, torch_dtype=torch.float32, device_map="cpu")
 config = {"zero_point": True, "q_group_size": group_size, "w_bit": 4, "version": "GEMM"}
 # A list of token-id lists is used as given (each sample exactly seqlen tokens, none dropped).
@@ -120,7 +126,6 @@ model.quantize(
     tokenizer, quant_config=config, calib_data=ids, max_calib_samples=len(ids), max_calib_seq_len=len(ids[0])
 )
 model.save_quantized(output)
-tokenizer.save_pretrained(output)
 """
 
 
@@ -218,6 +223,10 @@ def run_peer(peer: str, model: Path, calib_file: Path, args: argparse.Namespace,
     if code:
         row.note = f"failed (exit {code}): {last_line(log)}"
         return row
+    # Every checkpoint is scored with the source's own tokenizer files.
+    for file in model.iterdir():
+        if file.is_file() and file.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copyfile(file, out / file.name)
     try:
         row.perplexity = evaluate(out, work / f"{peer}-eval.log")
     except RuntimeError as exc:
@@ -314,7 +323,7 @@ def main() -> int:
             row = Row("fp32", perplexity=evaluate(model, work / "fp32-eval.log"))
         elif name in PEERS:
             key = f"{name}|{model.resolve()}|{model_hash}|calib {calib_hash}|g{args.group_size} asym"
-            if key in cache and not args.refresh:
+            if key in cache and cache[key].get("perplexity") is not None and not args.refresh:
                 row = Row(**cache[key])
                 row.note = (row.note + " (cached)").strip()
             else:
