@@ -72,6 +72,14 @@ class ShardWriter:
         (self.folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
+def quantized_model_config(source_config: dict[str, Any], dense_dtype: str) -> dict[str, Any]:
+    """config.json of a checkpoint quantized from *source_config*: its own quantization_config (written by
+    ``write_awq_gemm_checkpoint``) replaces any the source had, and the dense tensors' dtype is stated once."""
+    config = {k: v for k, v in source_config.items() if k not in ("quantization_config", "torch_dtype", "dtype")}
+    config["torch_dtype"] = "float16" if dense_dtype == "fp16" else "float32"
+    return config
+
+
 def write_awq_gemm_checkpoint(
     output: str | Path,
     *,

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from awq2trt.checkpoint.awq_config import AwqConfig
 from awq2trt.checkpoint.reader import open_checkpoint
-from awq2trt.checkpoint.writer import write_awq_gemm_checkpoint
+from awq2trt.checkpoint.writer import quantized_model_config, write_awq_gemm_checkpoint
 from awq2trt.errors import Awq2TrtError
 from awq2trt.modeling.loader import check_model_type
 from awq2trt.quant_weight import QuantWeight
@@ -149,11 +149,9 @@ def quantize_checkpoint(
             bias = ckpt.tensor(bias_name) if bias_name in ckpt.weights else None
             yield module, rtn_quantize(ckpt.tensor(name), group_size, zero_point=zero_point, name=module), bias
 
-    config = {k: v for k, v in ckpt.config.items() if k not in ("quantization_config", "torch_dtype", "dtype")}
-    config["torch_dtype"] = "float16" if dense_dtype == "fp16" else "float32"
     return write_awq_gemm_checkpoint(
         output,
-        config=config,
+        config=quantized_model_config(ckpt.config, dense_dtype),
         awq_config=awq_config,
         quantized=quantized(),
         dense=dense(),

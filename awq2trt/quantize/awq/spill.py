@@ -16,7 +16,7 @@ from safetensors.numpy import save_file
 
 from awq2trt.checkpoint.awq_config import AwqConfig
 from awq2trt.checkpoint.reader import Checkpoint
-from awq2trt.checkpoint.writer import write_awq_gemm_checkpoint
+from awq2trt.checkpoint.writer import quantized_model_config, write_awq_gemm_checkpoint
 from awq2trt.quant_weight import QuantWeight, pack_nibbles, unpack_nibbles
 from awq2trt.quantize.awq.block_quant import BlockResult
 from awq2trt.quantize.awq.blocks import BlockwiseModel
@@ -101,11 +101,9 @@ def write_checkpoint(
             for name, (qw, bias) in weights.items():
                 yield f"{model.block_name(index)}.{name}", qw, bias
 
-    config = {k: v for k, v in ckpt.config.items() if k not in ("quantization_config", "torch_dtype", "dtype")}
-    config["torch_dtype"] = "float16" if dense_dtype == "fp16" else "float32"
     write_awq_gemm_checkpoint(
         out,
-        config=config,
+        config=quantized_model_config(ckpt.config, dense_dtype),
         awq_config=awq_config,
         quantized=quantized(),
         dense=dense(),
