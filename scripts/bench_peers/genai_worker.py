@@ -7,7 +7,6 @@ Runs in the peer's venv (onnxruntime-genai installed there).  See protocol.py fo
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import RunFn, result, serve
+from protocol import RunFn, result, worker_main
 
 
 def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
@@ -52,13 +51,5 @@ def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
     return run, {"runtime": f"onnxruntime-genai {og.__version__}"}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model", type=Path)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    return serve(lambda: load(args.model, args.threads))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(worker_main(load, __doc__))

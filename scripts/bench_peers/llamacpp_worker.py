@@ -8,14 +8,13 @@ as in the other workers, rather than llama.cpp's sampler chain (which would add 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import RunFn, result, serve
+from protocol import RunFn, result, worker_main
 
 CONTEXT = 2048  # the longest request (512 prompt tokens, or a chat prompt plus the new tokens) must fit
 BATCH = 512  # one prefill batch for a 512-token prompt, as the other engines run it in one forward pass
@@ -67,13 +66,5 @@ def system_info(llama_cpp: Any) -> str:
         return ""
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model", type=Path)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    return serve(lambda: load(args.model, args.threads))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(worker_main(load, __doc__))

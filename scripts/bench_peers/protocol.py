@@ -22,12 +22,14 @@ stdout for the protocol alone.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 # (prompt ids, new tokens) -> the reply of one "run" request
@@ -69,6 +71,15 @@ def serve(load: Callable[[], tuple[RunFn, dict[str, Any]]]) -> int:
             traceback.print_exc()
             reply(out, {"error": f"{type(error).__name__}: {error}"[:500]})
     return 0
+
+
+def worker_main(load: Callable[[Path, int], tuple[RunFn, dict[str, Any]]], description: str | None) -> int:
+    """Every worker's command line: MODEL [--threads N], then serve the engine that *load* builds."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    return serve(lambda: load(args.model, args.threads))
 
 
 def result(prefill_s: float, ttft_s: float, decode_s: float, new_ids: list[int]) -> dict[str, Any]:

@@ -9,14 +9,13 @@ so that prefill and decode can be timed apart.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import RunFn, result, serve
+from protocol import RunFn, result, worker_main
 
 
 def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
@@ -50,13 +49,5 @@ def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
     return run, info
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model", type=Path)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    return serve(lambda: load(args.model, args.threads))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(worker_main(load, __doc__))
