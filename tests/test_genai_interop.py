@@ -31,7 +31,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _genai_greedy(og: object, folder: Path, prompt: list[int], new_tokens: int) -> list[int]:
+def genai_greedy(og: object, folder: Path, prompt: list[int], new_tokens: int) -> list[int]:
     model = og.Model(str(folder))
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(prompt) + new_tokens, do_sample=False)
@@ -56,7 +56,7 @@ def test_genai_decodes_the_same_greedy_tokens(name: str, og: object, exported: d
     ours = OrtModel.open(folder, threads=2)
     expected = ours.generate(PROMPT, NEW_TOKENS, stop_at_eos=False).ids[0]
     eos = set(json.loads((folder / "awq2trt.json").read_text())["eos_token_id"])
-    theirs = _genai_greedy(og, folder, PROMPT, NEW_TOKENS)
+    theirs = genai_greedy(og, folder, PROMPT, NEW_TOKENS)
     assert len(theirs) >= 16  # a real decode, not an immediate stop
     assert theirs == _until_eos(expected, eos)
 

@@ -17,15 +17,24 @@ INPUT_NAME = "num_logits_to_keep"
 KEPT_DIM = "kept_seq"
 
 
+def logits_matmul(graph: Any) -> Any | None:
+    """The standard MatMul that produces the graph's ``logits`` output (the output head), or None."""
+    logits = next((v for v in graph.outputs if v.name == "logits"), None)
+    head = logits.producer() if logits is not None else None
+    if head is None or head.op_type != "MatMul" or head.domain not in ("", "ai.onnx"):
+        return None
+    return head
+
+
 def add_logits_to_keep(model: Any) -> bool:
     """Insert ``hidden[:, -k:]`` (k > 0) before the logits MatMul; False when the graph has no such MatMul."""
     import onnx_ir as ir
 
     graph = model.graph
-    logits = next((v for v in graph.outputs if v.name == "logits"), None)
-    head = logits.producer() if logits is not None else None
-    if head is None or head.op_type != "MatMul":
+    head = logits_matmul(graph)
+    if head is None:
         return False
+    logits = head.outputs[0]
     keep = ir.Value(
         name=INPUT_NAME,
         shape=ir.Shape([1]),

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from awq2trt.errors import Awq2TrtError
+from awq2trt.frontend.logits_to_keep import logits_matmul
+from awq2trt.targets.ort import pack_zero_points
 
 LM_HEAD_CHOICES = ("fp", "int8", "int4")
 BITS = {"int8": 8, "int4": 4}
@@ -53,16 +55,13 @@ def pack_codes(codes: np.ndarray, bits: int, block_size: int) -> np.ndarray:
 
 def pack_zeros(zeros: np.ndarray, bits: int) -> np.ndarray:
     """Zero points as MatMulNBits wants them: one byte each for 8 bits, two per byte (rows padded) for 4."""
-    from awq2trt.targets.ort import pack_zero_points
-
     return pack_zero_points(zeros) if bits == 4 else np.ascontiguousarray(zeros, dtype=np.uint8)
 
 
 def _find_head(graph: Any) -> tuple[Any, Any, Any]:
     """(MatMul node, weight initializer, Transpose node or None) of the matmul that produces the logits."""
-    logits = next((v for v in graph.outputs if v.name == "logits"), None)
-    node = logits.producer() if logits is not None else None
-    if node is None or node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
+    node = logits_matmul(graph)
+    if node is None:
         raise Awq2TrtError("--lm-head", expected="a graph whose logits come from a MatMul", got="another form")
     weight = node.inputs[1]
     if weight.is_initializer():
