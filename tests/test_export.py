@@ -259,3 +259,54 @@ def test_logits_to_keep(case: str, exported: dict) -> None:
         np.testing.assert_allclose(kept, full[:, -keep:], rtol=0, atol=1e-5)
         for a, b in zip(kept_cache, cache, strict=True):
             np.testing.assert_array_equal(a, b)  # the cache does not depend on how many logits are kept
+
+
+@pytest.fixture(scope="module")
+def exported_ort(exported: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The ort target with every pass (GroupQueryAttention included), exact accuracy level."""
+    base = tmp_path_factory.mktemp("export-ort")
+    return {
+        case: export_checkpoint(checkpoint, base / case, target="ort", accuracy_level=0, progress=False).output
+        for case, (checkpoint, _) in exported.items()
+        if case in ("llama-gemm-g64", "qwen2-gemm-g128", "mistral-sliding-window-symmetric")
+    }
+
+
+@pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128", "mistral-sliding-window-symmetric"])
+def test_group_query_attention_matches_pytorch(case: str, exported: dict, exported_ort: dict) -> None:
+    """GroupQueryAttention with a shared KV buffer, driven by the product runtime, against PyTorch.
+
+    The Mistral case has a 6-token window under a 16-token prompt, so the window is exercised in prefill
+    and in every decode step."""
+    from awq2trt.runtime import OrtModel
+
+    checkpoint, _ = exported[case]
+    folder = exported_ort[case]
+    sidecar = json.loads((folder / SIDECAR_FILE).read_text())
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert sidecar["passes"]["fuse_gqa"] == config["num_hidden_layers"]
+    assert sidecar["kv_cache"]["shared_buffer"] is True and sidecar["kv_cache"]["padding"] == "right"
+    graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False).graph
+    windows = {a.i for n in graph.node if n.op_type == "GroupQueryAttention" for a in n.attribute}
+    assert (6 in windows) == case.startswith("mistral")  # local_window_size = sliding_window
+    assert not [n for n in graph.node if n.op_type in ("Softmax", "Concat")]  # no attention left unfused
+    ids = _prompt(checkpoint)
+    model = load_reference_model(checkpoint, progress=False)
+    ours = OrtModel.open(folder, threads=2)
+    with torch.inference_mode():
+        torch_logits = model(torch.from_numpy(ids)).logits.numpy()
+    assert max_abs_rel(ours.logits(ids), torch_logits)[0] <= 1e-4
+    torch_ids, _ = torch_greedy(model, ids, GREEDY_TOKENS)
+    assert ours.generate(ids[0], GREEDY_TOKENS, stop_at_eos=False).ids[0] == torch_ids[0].tolist()
+
+
+@pytest.mark.parametrize("case", ["llama-gemm-g64", "mistral-sliding-window-symmetric"])
+def test_group_query_attention_right_padded_batch(case: str, exported_ort: dict) -> None:
+    """Rows of different lengths share one right-padded batch and one buffer; each decodes as it would alone."""
+    from awq2trt.runtime import OrtModel
+
+    ours = OrtModel.open(exported_ort[case], threads=2)
+    prompts = [list(range(3, 19)), list(range(40, 50)), [7]]
+    batch = ours.generate(prompts, 12, stop_at_eos=False)
+    for row, prompt in enumerate(prompts):
+        assert batch.ids[row] == ours.generate(prompt, 12, stop_at_eos=False).ids[0], row

@@ -71,7 +71,16 @@ def test_config_describes_the_graph(exported: dict[str, Path]) -> None:
     assert decoder["num_key_value_heads"] == source["num_key_value_heads"]
     assert decoder["head_size"] == source["hidden_size"] // source["num_attention_heads"]
     assert (folder / decoder["filename"]).is_file()
-    assert config["search"]["past_present_share_buffer"] is False  # present = past + new tokens
+    # GroupQueryAttention appends in place: GenAI binds one max-length buffer as both past and present.
+    assert config["search"]["past_present_share_buffer"] is True
+
+
+def test_unfused_attention_does_not_share_the_buffer(tmp_path: Path) -> None:
+    out = export_checkpoint(
+        fixture_path("llama-gemm-g64"), tmp_path / "ort", target="ort", disable_passes=["fuse_gqa"], progress=False
+    ).output
+    config = json.loads((out / GENAI_CONFIG_FILE).read_text())
+    assert config["search"]["past_present_share_buffer"] is False  # present = Concat(past, new tokens)
 
 
 def test_ir_target_has_no_genai_config(tmp_path: Path) -> None:

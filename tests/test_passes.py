@@ -198,11 +198,12 @@ def test_manager_lists_in_declared_order() -> None:
         "fuse_rmsnorm",
         "fuse_skip_rmsnorm",
         "fuse_rotary",
+        "fuse_gqa",
         "cleanup",
     ]
     assert DEFAULT_PASSES.names("ir") == ["fuse_qkv", "fuse_gate_up", "cleanup"]
     assert DEFAULT_PASSES.names("trt") == ["fuse_qkv", "fuse_gate_up", "cleanup"]
-    assert len(DEFAULT_PASSES.describe().splitlines()) == 6
+    assert len(DEFAULT_PASSES.describe().splitlines()) == 7
 
 
 def test_manager_enables_and_disables() -> None:
@@ -210,7 +211,7 @@ def test_manager_enables_and_disables() -> None:
         return [p.name for p in DEFAULT_PASSES.select("ort", **kwargs)]
 
     assert names(enabled=["cleanup", "fuse_qkv"]) == ["fuse_qkv", "cleanup"]  # declared order, not given
-    assert names(disabled=["fuse_rotary", "cleanup"]) == [
+    assert names(disabled=["fuse_rotary", "fuse_gqa", "cleanup"]) == [
         "fuse_qkv",
         "fuse_gate_up",
         "fuse_rmsnorm",
@@ -258,7 +259,9 @@ def exported_ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _lowered_copy(source: Path, dest: Path, target: str, passes: bool) -> tuple[Path, dict[str, int]]:
+def _lowered_copy(
+    source: Path, dest: Path, target: str, passes: bool, disabled: tuple[str, ...] = ()
+) -> tuple[Path, dict[str, int]]:
     """Load an exported IR folder, optionally run the passes, lower for *target* (exact level), save."""
     import onnx_ir as ir
 
@@ -268,7 +271,7 @@ def _lowered_copy(source: Path, dest: Path, target: str, passes: bool) -> tuple[
     config = json.loads((fixture_path(source.name) / "config.json").read_text())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a built-in architecture needs no warning
-        counts = run_passes(model, target, config=config) if passes else {}
+        counts = run_passes(model, target, disabled=disabled, config=config) if passes else {}
     if target == "ort":
         lower_to_ort(model, accuracy_level=0)
     dest.mkdir(parents=True)
@@ -287,7 +290,7 @@ def test_fixture_logits_and_greedy_ids(name: str, exported_ir: dict[str, Path], 
     layers = IrSession(plain).layers
     assert counts["fuse_qkv"] == counts["fuse_gate_up"] == layers
     assert counts["fuse_rmsnorm"] == 2 * layers + 1 and counts["fuse_skip_rmsnorm"] == 2 * layers
-    assert counts["fuse_rotary"] == 2 * layers
+    assert counts["fuse_rotary"] == 2 * layers and counts["fuse_gqa"] == layers
     onnx.checker.check_model(str(fused / "model.onnx"), full_check=True)
     ids = np.array([[1, 15043, 29892, 590, 1024, 338, 42, 7, 99, 3]], np.int64) % IrSession(plain).sidecar["vocab_size"]
     plain_ids, plain_logits = IrSession(plain).greedy(ids, 16)
@@ -322,3 +325,34 @@ def test_unconverted_rotary_is_inlined_back(exported_ir: dict[str, Path], tmp_pa
     ids = np.array([[1, 5, 9, 23, 42]], np.int64)
     expected, actual = IrSession(source).prefill(ids)[0], IrSession(tmp_path / "out").prefill(ids)[0]
     assert max_abs_rel(actual, expected)[0] <= 1e-5
+
+
+@pytest.mark.parametrize(
+    ("disabled", "expected_gqa"),
+    [(("fuse_qkv",), "unpacked"), (("fuse_rotary",), "none")],
+)
+def test_gqa_forms(disabled: tuple[str, ...], expected_gqa: str, exported_ir: dict[str, Path], tmp_path: Path) -> None:
+    """Without the fused q/k/v, GroupQueryAttention takes q, k, v apart (rotary on the 3-D projections);
+    without the rotary fusion the attention pattern is not there and the graph is left as it was."""
+    name = E2E[1]  # Qwen2: q/k/v biases, two kv heads
+    plain, _ = _lowered_copy(exported_ir[name], tmp_path / "plain", "ort", passes=False)
+    fused, counts = _lowered_copy(exported_ir[name], tmp_path / "fused", "ort", passes=True, disabled=disabled)
+    layers = IrSession(plain).layers
+    gqa = [n for n in _load_folder(fused).graph if n.op_type == "GroupQueryAttention"]
+    if expected_gqa == "none":
+        assert counts["fuse_gqa"] == 0 and not gqa
+    else:
+        assert counts["fuse_gqa"] == layers and len(gqa) == layers
+        assert all(n.inputs[1] is not None and n.inputs[2] is not None for n in gqa)  # separate q, k, v
+        assert sum(n.op_type == "RotaryEmbedding" for n in _load_folder(fused).graph) == 2 * layers
+    ids = np.array([[3, 14, 15, 92, 65, 35, 89, 79, 32, 38]], np.int64)
+    plain_ids, plain_logits = IrSession(plain).greedy(ids, 12)
+    fused_ids, fused_logits = IrSession(fused).greedy(ids, 12)
+    np.testing.assert_array_equal(fused_ids, plain_ids)
+    assert max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)) <= 2e-3
+
+
+def _load_folder(folder: Path) -> Any:
+    import onnx_ir as ir
+
+    return ir.load(folder / "model.onnx")

@@ -310,7 +310,12 @@ def _sidecar(ckpt: Checkpoint, layout: KvLayout, dtype: torch.dtype, int4_nodes:
             "logits": {"dtype": float_name, "shape": ["batch", KEPT_DIM, "vocab"]},
             **{name: {"dtype": float_name, "shape": kv_shape} for name in layout.present_names()},
         },
-        "kv_cache": {"past": "past_key_values.{layer}.{kind}", "present": "present.{layer}.{kind}"},
+        "kv_cache": {
+            "past": "past_key_values.{layer}.{kind}",
+            "present": "present.{layer}.{kind}",
+            "shared_buffer": False,  # present = Concat(past, new): batches left-padded
+            "padding": "left",
+        },
         "quantization": {
             "bits": 4,
             "group_sizes": sorted({lay.group_size for lay in ckpt.linears.values()}),
@@ -405,6 +410,9 @@ def export_checkpoint(
         sidecar = _sidecar(ckpt, layout, torch_dtype, int4_nodes)
         sidecar["target"] = target
         sidecar["passes"] = pass_counts
+        if any(node.op_type == "GroupQueryAttention" for node in onnx_model.graph):
+            # past and present may be one buffer of the full context, appended in place; rows right-padded
+            sidecar["kv_cache"].update(shared_buffer=True, padding="right")
         if target == "ort":
             sidecar["accuracy_level"] = accuracy_level
             sidecar["lm_head"] = lm_head

@@ -64,5 +64,7 @@ def run_passes(
     selected = {p.name for p in manager.select(target, enabled, disabled)}
     if mapping is None and selected & INT4_FUSIONS:
         mapping = resolve_mapping(config, mapping_file)
-    context = PassContext(target=target, mapping=mapping, max_positions=config.get("max_position_embeddings"))
+    context = PassContext(
+        target=target, mapping=mapping, max_positions=config.get("max_position_embeddings"), config=config
+    )
     return manager.run(model, context, enabled, disabled)

@@ -28,6 +28,7 @@ class PassContext:
     target: str
     mapping: FusionMapping | None = None  # which projections fuse (None: no int4 fusions)
     max_positions: int | None = None  # rotary caches cover positions [0, max_positions)
+    config: Mapping[str, Any] = field(default_factory=dict)  # the checkpoint's config.json
     seconds: dict[str, float] = field(default_factory=dict)  # per pass, filled in by the manager
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from awq2trt.passes.attention import fuse_gqa
 from awq2trt.passes.cleanup import cleanup
 from awq2trt.passes.fuse_int4 import fuse_gate_up, fuse_qkv
 from awq2trt.passes.manager import Pass, PassManager
@@ -27,6 +28,12 @@ DEFAULT_PASSES = PassManager(
             "rotary embedding -> com.microsoft.RotaryEmbedding with cos/sin caches (onnxscript + awq2trt)",
             ORT,
             fuse_rotary,
+        ),
+        Pass(
+            "fuse_gqa",
+            "attention + KV-cache Concat -> com.microsoft.GroupQueryAttention (awq2trt)",
+            ORT,
+            fuse_gqa,
         ),
         Pass("cleanup", "remove dead nodes and initializers, sort topologically", ALL, cleanup),
     ]

@@ -3,11 +3,11 @@
 Only onnxruntime, numpy and ``tokenizers`` are needed (jinja2 too, for chat templates, imported on first use);
 nothing here imports torch, transformers or the awq2trt compiler.
 
-KV cache strategy (measured, see below): each step feeds the previous step's ``present.*`` numpy arrays back
-as ``past_key_values.*`` through plain ``InferenceSession.run``.  The graph's ``present`` is a Concat of past
-and new keys, so ORT allocates a fresh past+seq tensor every step whatever the caller does; the alternatives
-cannot avoid that copy, only add binding overhead.  Measured on the exported llama-gemm-g64 fixture (CPU
-provider, 4 threads, greedy decode, best of 5):
+How the KV cache is kept depends on the graph (``kv_cache``): ``present`` built by Concat is fed back as
+numpy arrays; a GroupQueryAttention graph (sidecar ``kv_cache.shared_buffer``) gets one preallocated buffer per
+tensor bound as both past and present.  The measurements behind both choices are in ``kv_cache``.  For the
+Concat form, measured on the exported llama-gemm-g64 fixture (CPU provider, 4 threads, greedy decode, best
+of 5), IO binding did not beat plain ``run``:
 
 ======================  ===============  ================================  =======================================
 batch / prompt / steps  numpy ``run``    IO binding, OrtValue passthrough  IO binding into preallocated ping-pong
@@ -17,9 +17,6 @@ batch / prompt / steps  numpy ``run``    IO binding, OrtValue passthrough  IO bi
 4 / 128 / 256           219 steps/s      166 steps/s                       187 steps/s
 8 / 256 / 256            57 steps/s       53 steps/s                        49 steps/s
 ======================  ===============  ================================  =======================================
-
-Neither IO-binding variant beats the numpy path, so the simpler numpy path is kept.  (On a GPU provider the
-passthrough would keep the cache on the device and is worth revisiting there.)
 """
 
 from __future__ import annotations
@@ -35,6 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from awq2trt.errors import Awq2TrtError
+from awq2trt.runtime.kv_cache import ConcatCache, SharedBufferCache, padded_mask
 from awq2trt.runtime.sampling import Sampler, SamplingConfig
 from awq2trt.runtime.streaming import IncrementalDecoder
 
@@ -46,6 +44,7 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 _ORT_TYPES = {"tensor(int64)": "int64", "tensor(float)": "float32", "tensor(float16)": "float16"}
 _NUMPY_TYPES = {"float32": np.float32, "float16": np.float16}
 _KEEP_LAST = np.ones(1, dtype=np.int64)  # num_logits_to_keep = 1: prefill needs the last position only
+_KEEP_ALL = np.zeros(1, dtype=np.int64)
 
 Prompt = str | Sequence[int] | np.ndarray
 TextCallback = Callable[[int, str], None]
@@ -102,6 +101,9 @@ class OrtModel:
         self._past = [f"past_key_values.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
         # Graphs exported since num_logits_to_keep exists take it; older ones compute every position's logits.
         self._can_keep_last = "num_logits_to_keep" in sidecar["inputs"]
+        # GroupQueryAttention graphs append to a buffer bound as both past and present (see kv_cache).
+        self.shared_kv = bool((sidecar.get("kv_cache") or {}).get("shared_buffer", False))
+        self.device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self._outputs = [
             "logits",
             *(f"present.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")),
@@ -180,6 +182,13 @@ class OrtModel:
 
     # -- forward ------------------------------------------------------------------------------------------------
 
+    def _new_cache(self, batch: int, capacity: int) -> ConcatCache | SharedBufferCache:
+        """The KV cache this graph's form calls for; *capacity* bounds the sequence for a shared buffer."""
+        if self.shared_kv:
+            shape = (batch, int(self.sidecar["num_kv_heads"]), capacity, int(self.sidecar["head_dim"]))
+            return SharedBufferCache(self.session, self._past, self._outputs[1:], shape, self.dtype, self.device)
+        return ConcatCache(self.session, self._past, self._outputs[1:], self._empty_cache(batch)[0])
+
     def _empty_cache(self, batch: int) -> list[np.ndarray]:
         shape = (batch, self.sidecar["num_kv_heads"], 0, self.sidecar["head_dim"])
         empty = np.zeros(shape, self.dtype)
@@ -233,7 +242,7 @@ class OrtModel:
         stop_at_eos: bool = True,
         on_text: TextCallback | None = None,
     ) -> Generation:
-        """Continue one prompt or a batch (left-padded) by up to *max_new_tokens* tokens each.
+        """Continue one prompt or a batch (padded on the side the cache needs) by up to *max_new_tokens* tokens each.
 
         A prompt is text (tokenized as is, no special tokens added beyond what tokenizer.json's post-processor
         adds) or a list of token ids.  Rows stop at an EOS id from the sidecar when *stop_at_eos*; the batch stops
@@ -249,24 +258,30 @@ class OrtModel:
         steps = max_new_tokens
         if self.max_positions:
             steps = min(steps, self.max_positions - longest)
-        ids = np.full((batch, longest), self.pad_id, dtype=np.int64)
-        mask = np.zeros((batch, longest), dtype=np.int64)
-        for r, row in enumerate(rows):
-            ids[r, longest - len(row) :] = row
-            mask[r, longest - len(row) :] = 1
         new: list[list[int]] = [[] for _ in rows]
         reasons = ["length"] * batch
         decoders = [IncrementalDecoder(self._need_tokenizer()) for _ in rows] if on_text else None
         prefill_s = ttft_s = 0.0
         decode_start = time.perf_counter()
         if steps > 0:
+            cache = self._new_cache(batch, capacity=longest + steps)
+            lengths = np.array([len(row) for row in rows], dtype=np.int64)
+            mask = padded_mask(lengths, longest, cache.padding)
+            ids = np.full((batch, longest), self.pad_id, dtype=np.int64)
+            ids[mask.astype(bool)] = np.concatenate(rows)  # row-major, so each row's ids land in order
             positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
+            # Each row's last prompt token is the last column, except for right-padded rows of different lengths.
+            ragged_right = cache.padding == "right" and bool((lengths != longest).any())
+            feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+            if self._can_keep_last and longest > 1:
+                feeds["num_logits_to_keep"] = _KEEP_ALL if ragged_right else _KEEP_LAST
             t0 = time.perf_counter()
-            logits, cache = self._step(ids, mask, positions, self._empty_cache(batch), last_only=True)
+            logits = cache.run(feeds)
             prefill_s = time.perf_counter() - t0
+            last = logits[np.arange(batch), lengths - 1] if ragged_right else logits[:, -1]
             active = np.ones(batch, dtype=bool)
             for step in range(steps):
-                token = sampler(logits[:, -1])
+                token = sampler(last)
                 if step == 0:
                     ttft_s = time.perf_counter() - start
                     decode_start = time.perf_counter()
@@ -279,9 +294,13 @@ class OrtModel:
                         reasons[r] = "eos"
                 if not active.any() or step == steps - 1:
                     break
-                position = mask.sum(axis=1, keepdims=True).astype(np.int64)
-                mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
-                logits, cache = self._step(token[:, None], mask, position, cache)
+                lengths += 1
+                feeds = {
+                    "input_ids": token[:, None].astype(np.int64),
+                    "attention_mask": padded_mask(lengths, longest + step + 1, cache.padding),
+                    "position_ids": (lengths - 1)[:, None],
+                }
+                last = cache.run(feeds)[:, -1]
         if decoders:
             for r, decoder in enumerate(decoders):
                 if piece := decoder.finish():

@@ -2,8 +2,9 @@
 
 GenAI's runtime drives a decoder graph from this file: where the model is, how its inputs and outputs are
 named, the attention geometry it needs to size the KV cache, the special tokens, and search defaults.  Our
-graph takes ``position_ids`` and returns a ``present`` that is ``past`` plus the new tokens (no shared
-buffer), so ``past_present_share_buffer`` is false; the names are the ones our sidecar declares.
+graph takes ``position_ids``; ``past_present_share_buffer`` follows the sidecar's ``kv_cache.shared_buffer``
+(true when attention is GroupQueryAttention, which appends in place; false when ``present`` is a Concat of
+``past`` and the new tokens).  The names are the ones our sidecar declares.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def genai_config(sidecar: dict[str, Any], *, model_file: str) -> dict[str, Any]:
             "min_length": 0,
             "num_beams": 1,
             "num_return_sequences": 1,
-            "past_present_share_buffer": False,
+            "past_present_share_buffer": bool(kv.get("shared_buffer", False)),
             "repetition_penalty": 1.0,
             "temperature": 1.0,
             "top_k": 1,
