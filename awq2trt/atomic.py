@@ -37,7 +37,7 @@ def check_output_dir(path: Path, *, force: bool) -> None:
         raise Awq2TrtError(parent, expected="a writable folder", got="no write permission")
 
 
-def _remove_stale_partials(parent: Path, name: str) -> None:
+def remove_stale_partials(parent: Path, name: str) -> None:
     """Delete temporary folders left by runs that were killed outright (SIGKILL cannot be caught)."""
     for candidate in parent.glob(f".{name}.partial-*"):
         pid_text = candidate.name.removeprefix(f".{name}.partial-").split("-", 1)[0]
@@ -66,7 +66,7 @@ def atomic_output_dir(path: str | Path, *, force: bool = False) -> Iterator[Path
     final = Path(path)
     check_output_dir(final, force=force)
     parent = final.resolve().parent
-    _remove_stale_partials(parent, final.name)
+    remove_stale_partials(parent, final.name)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=parent))
     except OSError as exc:

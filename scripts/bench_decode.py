@@ -105,6 +105,12 @@ OFFLINE_ENV = {
 CHAT_MESSAGES = ({"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": ""})
 CHAT_QUESTION = "What is the capital of France?"
 REQUEST_TIMEOUT_S = 900.0
+# --lm-head variant suffix -> (label, export options)
+VARIANT_SUFFIXES = {
+    "": ("", []),
+    "nofuse": (", no graph passes", ["--no-fuse"]),
+    "nogqa": (", all passes but GroupQueryAttention", ["--disable-passes", "fuse_gqa"]),
+}
 
 
 def log(message: str) -> None:
@@ -122,8 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--lm-head",
         default="fp,int4",
-        help="our variants: export --lm-head values, comma-separated, each optionally with +nofuse for the graph"
-        " before the passes (default: fp,int4)",
+        help="our variants: export --lm-head values, comma-separated, each optionally with +nofuse (the graph"
+        " before the passes) or +nogqa (all passes but fuse_gqa) (default: fp,int4)",
     )
     add("--accuracy-level", type=int, default=None, help="our export's --accuracy-level (default: the CLI's own, 4)")
     add("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
@@ -464,12 +470,12 @@ def awq2trt_sources_digest() -> str:
 
 
 def prepare_ours(args: argparse.Namespace, variant: str, checkpoint: Path, work_dir: Path, has_head: bool) -> Engine:
-    # A variant is an --lm-head value, optionally "+nofuse" for the graph before the passes (export --no-fuse).
+    # A variant is an --lm-head value, optionally "+nofuse" for the graph before the passes (export --no-fuse)
+    # or "+nogqa" for every pass but GroupQueryAttention (its attention and KV Concat stay standard ops).
     head, _, suffix = variant.partition("+")
-    unfused = suffix == "nofuse"
-    if suffix and not unfused:
-        raise SystemExit(f"--lm-head {variant}: expected fp, int8 or int4, optionally followed by +nofuse")
-    label = f"ours (lm_head {head}{', no graph passes' if unfused else ''})"
+    if suffix not in VARIANT_SUFFIXES:
+        raise SystemExit(f"--lm-head {variant}: expected fp, int8 or int4, optionally followed by +nofuse or +nogqa")
+    label = f"ours (lm_head {head}{VARIANT_SUFFIXES[suffix][0]})"
     engine = Engine(f"ours-{variant}", label, python=Path(sys.executable))
     engine.worker = WORKERS / "ours_worker.py"
     if args.ours_model is not None:
@@ -482,10 +488,9 @@ def prepare_ours(args: argparse.Namespace, variant: str, checkpoint: Path, work_
             options += ["--lm-head", head]
         elif head != "fp":  # without the option the export keeps the exact head, which is "fp"
             return engine.fail(f"awq2trt export has no --lm-head option (needed for --lm-head {head})")
-        if unfused:
-            options += ["--no-fuse"]
+        options += VARIANT_SUFFIXES[suffix][1]
         level = "" if args.accuracy_level is None else f"-acc{args.accuracy_level}"
-        folder = work_dir / f"ours-lmhead-{head}{level}{'-nofuse' if unfused else ''}"
+        folder = work_dir / f"ours-lmhead-{head}{level}{'-' + suffix if suffix else ''}"
         error = export_ours(args, checkpoint, folder, options)
         if error:
             return engine.fail(error)

@@ -61,7 +61,9 @@ def main() -> None:
             from awq2trt.models import prepare_default_model
             from awq2trt.quantize import quantize_checkpoint
 
-            rtn = quantize_checkpoint(prepare_default_model(), work / "smollm2-rtn", group_size=64, progress=False)
+            rtn = quantize_checkpoint(
+                prepare_default_model(), work / "smollm2-rtn", method="rtn", group_size=64, progress=False
+            )
             text = "The GNU General Public License is a free, copyleft license"
             ids = np.array([load_tokenizer(rtn)(text)["input_ids"][:16]])
             rows.append(report("SmolLM2-135M RTN g64", rtn, ids, None, work))

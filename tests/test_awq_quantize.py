@@ -327,7 +327,8 @@ def test_unknown_architecture_and_cli_errors(tmp_path: Path, capsys: pytest.Capt
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
     # RTN refuses the AWQ-only options instead of ignoring them.
-    code = main(["quantize", str(source_path("llama")), "-o", str(tmp_path / "r"), "--calib", "x.txt", "-q"])
+    rtn = ["--method", "rtn", "--calib", "x.txt", "-q"]
+    code = main(["quantize", str(source_path("llama")), "-o", str(tmp_path / "r"), *rtn])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "--calib: expected an option of --method awq" in err[0]
     assert not (tmp_path / "q").exists() and not (tmp_path / "r").exists()
@@ -405,3 +406,37 @@ def test_quantize_checkpoint_dispatches_awq(tmp_path: Path) -> None:
         calib_seqlen=32,
     )
     assert open_checkpoint(out).format == "awq-gemm"
+
+
+KILLED_AWQ = """
+import sys, time
+import awq2trt.quantize.awq.api as api
+real = api.spill_block
+def slow(*args, **kwargs):
+    path = real(*args, **kwargs)
+    time.sleep(30)  # long enough to be killed with a block on disk
+    return path
+api.spill_block = slow
+api.awq_quantize_checkpoint(sys.argv[1], sys.argv[2], group_size=64, progress=False, allow_worse=True,
+                            calib_samples=6, calib_seqlen=48)
+"""
+
+
+def test_spill_of_a_killed_run_is_removed_by_the_next(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the spill it leaves is removed by the next run for the same output."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "q"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_AWQ, str(source_path("llama")), str(out)])
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".q.*/block-*.safetensors")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the AWQ run never spilled a block"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert [p.name for p in tmp_path.iterdir()] != ["q"]  # left behind
+    awq_quantize_checkpoint(source_path("llama"), out, group_size=64, progress=False, allow_worse=True, **CALIB)
+    assert [p.name for p in tmp_path.iterdir()] == ["q"]

@@ -48,14 +48,17 @@ def test_inspect_table_and_check(capsys: pytest.CaptureFixture[str]) -> None:
 def test_quantize_output_handling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = str(source_path("llama"))
     out = tmp_path / "q"
-    assert main(["quantize", source, "-o", str(out), "--group-size", "64", "-q"]) == 0
+    # AWQ is the default method: the calibration options are accepted without --method (RTN refuses them).
+    small = ["--calib-samples", "4", "--calib-seqlen", "64", "--allow-worse"]
+    assert main(["quantize", source, "-o", str(out), "--group-size", "64", *small, "-q"]) == 0
     assert (out / "model.safetensors").is_file()
     capsys.readouterr()
     # A second run into the same non-empty folder is refused, then allowed with --force.
-    assert main(["quantize", source, "-o", str(out), "--group-size", "64", "-q"]) == 1
+    assert main(["quantize", source, "-o", str(out), "--method", "rtn", "--group-size", "64", "-q"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(out) in err and "--force" in err
-    assert main(["quantize", source, "-o", str(out), "--group-size", "32", "--symmetric", "--force", "-q"]) == 0
+    argv = ["quantize", source, "-o", str(out), "--method", "rtn", "--group-size", "32", "--symmetric", "--force"]
+    assert main([*argv, "-q"]) == 0
     config = json.loads((out / "config.json").read_text())["quantization_config"]
     assert config["group_size"] == 32 and config["zero_point"] is False
     assert [p.name for p in tmp_path.iterdir()] == ["q"]  # no temporary folders left
@@ -77,7 +80,7 @@ def slow(*args, **kwargs):
     return real(*args, **kwargs)
 api.rtn_quantize = slow
 from awq2trt.cli import main
-sys.exit(main(["quantize", sys.argv[1], "-o", sys.argv[2], "-q"]))
+sys.exit(main(["quantize", sys.argv[1], "-o", sys.argv[2], "--method", "rtn", "-q"]))
 """
 
 

@@ -31,7 +31,9 @@ GREEDY_TOKENS = 32
 def _mistral_sliding_window(tmp: Path) -> Path:
     """The Mistral source with a 6-token sliding window, RTN-quantized (g32, symmetric: no zero points)."""
     source = copy_with_config(source_path("mistral"), tmp / "mistral-sw", sliding_window=6)
-    return quantize_checkpoint(source, tmp / "mistral-sw-q", group_size=32, zero_point=False, progress=False)
+    return quantize_checkpoint(
+        source, tmp / "mistral-sw-q", method="rtn", group_size=32, zero_point=False, progress=False
+    )
 
 
 CASES = [*sorted(AWQ_FIXTURES), "mistral-sliding-window-symmetric"]

@@ -41,10 +41,17 @@ def peer_logits(checkpoint: Path, ids: np.ndarray, tmp_path: Path) -> np.ndarray
     return np.load(out)
 
 
-@pytest.mark.parametrize(("model_type", "group_size"), [("llama", 64), ("qwen2", 128), ("mistral", 32)])
-def test_written_checkpoint_loads_in_gptqmodel(tmp_path: Path, model_type: str, group_size: int) -> None:
+@pytest.mark.parametrize(
+    ("model_type", "group_size", "method"),
+    [("llama", 64, "rtn"), ("qwen2", 128, "rtn"), ("mistral", 32, "rtn"), ("llama", 64, "awq"), ("qwen2", 64, "awq")],
+)
+def test_written_checkpoint_loads_in_gptqmodel(tmp_path: Path, model_type: str, group_size: int, method: str) -> None:
+    """AWQ folds its scales into the norms and Linears before quantizing: the loader must see the same model."""
     source = source_path(model_type)
-    checkpoint = quantize_checkpoint(source, tmp_path / "ckpt", group_size=group_size, progress=False)
+    options = {"calib_samples": 6, "calib_seqlen": 64, "allow_worse": True} if method == "awq" else {}
+    checkpoint = quantize_checkpoint(
+        source, tmp_path / "ckpt", method=method, group_size=group_size, progress=False, **options
+    )
     ids = reference(source)["input_ids"]
     theirs = peer_logits(checkpoint, ids, tmp_path)
     for dtype, bound in (("fp16", 2e-3), ("fp32", 2e-3)):

@@ -76,12 +76,25 @@ def _rewrite_and_compare(
 
 
 def test_golden_graphs_are_current_and_tiny() -> None:
-    # A fresh process, as a user runs the script: an export earlier in this process registers the Int4MatMul
-    # schema, which has no type inference, and the script's strict shape inference then fails.
     script = ROOT / "scripts" / "make_golden_graphs.py"
     result = subprocess.run([sys.executable, str(script), "--check"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert all(p.stat().st_size < 50_000 for p in GRAPHS.glob("*.onnx"))
+
+
+def test_int4_schema_types_its_output_under_strict_inference() -> None:
+    """Once the schema is registered (as every export does), strict shape inference types Int4MatMul's output
+    from A and N instead of failing on an op without an inference function."""
+    import onnx
+
+    from awq2trt.frontend import int4_onnx
+
+    int4_onnx.register_schema()
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(GRAPHS / "qkv_zero_points.onnx")), strict_mode=True)
+    types = {v.name: v.type.tensor_type for v in model.graph.value_info}
+    q = types["model.layers.0.self_attn.q_proj.out"]
+    assert q.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_param or d.dim_value for d in q.shape.dim] == ["batch", "seq", 64]
 
 
 @pytest.mark.parametrize("name", ["qkv_zero_points", "qkv_bias_symmetric"])

@@ -57,7 +57,9 @@ def test_rtn_rejects_bad_group_and_nan() -> None:
 @pytest.mark.parametrize("model_type", ["llama", "qwen2", "mistral"])
 def test_quantize_checkpoint_end_to_end(tmp_path: Path, model_type: str) -> None:
     source = source_path(model_type)
-    out = quantize_checkpoint(source, tmp_path / "q", group_size=64, progress=False, max_shard_bytes=200_000)
+    out = quantize_checkpoint(
+        source, tmp_path / "q", method="rtn", group_size=64, progress=False, max_shard_bytes=200_000
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["quantization_config"] == {
         "bits": 4,
@@ -85,9 +87,9 @@ def test_quantize_checkpoint_end_to_end(tmp_path: Path, model_type: str) -> None
 
 def test_quantize_refuses_quantized_input_and_bad_group(tmp_path: Path) -> None:
     with pytest.raises(Awq2TrtError, match="a dense"):
-        quantize_checkpoint(fixture_path("llama-gemm-g64"), tmp_path / "a", progress=False)
+        quantize_checkpoint(fixture_path("llama-gemm-g64"), tmp_path / "a", method="rtn", progress=False)
     with pytest.raises(Awq2TrtError, match=r"model\.layers\.0\..*group_size=96"):
-        quantize_checkpoint(source_path("llama"), tmp_path / "b", group_size=96, progress=False)
+        quantize_checkpoint(source_path("llama"), tmp_path / "b", method="rtn", group_size=96, progress=False)
     assert not (tmp_path / "b").exists()
     with pytest.raises(Awq2TrtError, match="--method"):
         quantize_checkpoint(source_path("llama"), tmp_path / "c", method="gptq", progress=False)

@@ -37,7 +37,9 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_rtn(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return quantize_checkpoint(smollm2, tmp_path_factory.mktemp("rtn") / "g64", group_size=64, progress=False)
+    return quantize_checkpoint(
+        smollm2, tmp_path_factory.mktemp("rtn") / "g64", method="rtn", group_size=64, progress=False
+    )
 
 
 def test_prepared_config(smollm2: Path) -> None:
@@ -133,7 +135,7 @@ def demo_run(smollm2: Path) -> tuple[Path, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["demo", "--cache-dir", str(cache), "--no-eval", "-n", "16", "-q"]) == 0
-    return cache / "models" / "SmolLM2-135M-Instruct-rtn-g64-ort", out.getvalue()
+    return cache / "models" / "SmolLM2-135M-Instruct-awq-g64-ort", out.getvalue()
 
 
 def test_demo_end_to_end(demo_run: tuple[Path, str]) -> None:

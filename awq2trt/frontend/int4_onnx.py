@@ -34,39 +34,53 @@ def overload_name(has_zero_points: bool, has_bias: bool) -> str:
     ]
 
 
+def _infer_output(ctx: Any) -> None:
+    """Y: A's element type, shape A[..., :-1] + [N] (so strict shape inference can type what follows)."""
+    a = ctx.get_input_type(0)
+    if a is None or not a.HasField("tensor_type"):
+        return
+    y = onnx.TypeProto()
+    y.tensor_type.elem_type = a.tensor_type.elem_type
+    if a.tensor_type.HasField("shape") and len(a.tensor_type.shape.dim) >= 1:
+        for dim in list(a.tensor_type.shape.dim)[:-1]:
+            y.tensor_type.shape.dim.add().CopyFrom(dim)
+        y.tensor_type.shape.dim.add().dim_value = ctx.get_attribute("N").i
+    ctx.set_output_type(0, y)
+
+
 def register_schema() -> None:
-    """Make the op known to onnx (and so to onnxscript and the exporter); idempotent."""
+    """Make the op known to onnx (and so to onnxscript and the exporter), with shape inference; idempotent."""
     if onnx.defs.has(OP_TYPE, DOMAIN):
         return
     schema = onnx.defs.OpSchema
     formal = schema.FormalParameter
     optional = schema.FormalParameterOption.Optional
-    onnx.defs.register_schema(
-        schema(
-            OP_TYPE,
-            DOMAIN,
-            DOMAIN_VERSION,
-            doc=__doc__ or "",
-            inputs=[
-                formal("A", "T"),
-                formal("B", "T1"),
-                formal("scales", "T"),
-                formal("zero_points", "T1", param_option=optional),
-                formal("bias", "T", param_option=optional),
-            ],
-            outputs=[formal("Y", "T")],
-            type_constraints=[
-                ("T", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"], "activations, scales, bias"),
-                ("T1", ["tensor(uint8)"], "packed codes and zero points"),
-            ],
-            attributes=[
-                schema.Attribute("K", schema.AttrType.INT, "in_features"),
-                schema.Attribute("N", schema.AttrType.INT, "out_features"),
-                schema.Attribute("bits", helper.make_attribute("bits", 4), "bits per code (4)"),
-                schema.Attribute("block_size", schema.AttrType.INT, "group size G"),
-            ],
-        )
+    op_schema = schema(
+        OP_TYPE,
+        DOMAIN,
+        DOMAIN_VERSION,
+        doc=__doc__ or "",
+        inputs=[
+            formal("A", "T"),
+            formal("B", "T1"),
+            formal("scales", "T"),
+            formal("zero_points", "T1", param_option=optional),
+            formal("bias", "T", param_option=optional),
+        ],
+        outputs=[formal("Y", "T")],
+        type_constraints=[
+            ("T", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"], "activations, scales, bias"),
+            ("T1", ["tensor(uint8)"], "packed codes and zero points"),
+        ],
+        attributes=[
+            schema.Attribute("K", schema.AttrType.INT, "in_features"),
+            schema.Attribute("N", schema.AttrType.INT, "out_features"),
+            schema.Attribute("bits", helper.make_attribute("bits", 4), "bits per code (4)"),
+            schema.Attribute("block_size", schema.AttrType.INT, "group size G"),
+        ],
     )
+    op_schema.set_type_and_shape_inference_function(_infer_output)
+    onnx.defs.register_schema(op_schema)
 
 
 def translate_int4_matmul(

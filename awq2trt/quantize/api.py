@@ -1,7 +1,7 @@
 """`quantize_checkpoint`: dense Hugging Face model folder -> AutoAWQ GEMM checkpoint, streamed per tensor.
 
-``method="rtn"`` rounds every weight group to nearest; ``method="awq"`` runs the AWQ search on calibration
-text first (`awq2trt.quantize.awq`) and writes the same checkpoint format.
+``method="awq"`` (the default) runs the AWQ search on calibration text first (`awq2trt.quantize.awq`);
+``method="rtn"`` rounds every weight group to nearest.  Both write the same checkpoint format.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def quantize_checkpoint(
     source: str | Path,
     output: str | Path,
     *,
-    method: str = "rtn",
+    method: str = "awq",
     group_size: int = 128,
     zero_point: bool = True,
     modules_to_not_convert: list[str] | None = None,

@@ -13,6 +13,7 @@ default calibration) it measured worse, 24.91 against 24.63 perplexity, so it is
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from awq2trt.atomic import check_output_dir
+from awq2trt.atomic import check_output_dir, remove_stale_partials
 from awq2trt.checkpoint.awq_config import AwqConfig
 from awq2trt.checkpoint.reader import CONFIG_NAME, open_checkpoint
 from awq2trt.errors import Awq2TrtError
@@ -150,7 +151,11 @@ def awq_quantize_checkpoint(
         calib_states, holdout_states = hidden[:-held].clone(), hidden[-held:].clone()
         del hidden
 
-        spill_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.awq-spill-", dir=out.resolve().parent))
+        # Named like atomic_output_dir's partials (owner pid first), so a SIGKILLed run's spill is found and
+        # removed by the next run for the same output, as its partial checkpoint would be.
+        parent = out.resolve().parent
+        remove_stale_partials(parent, out.name)
+        spill_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-awq-spill-", dir=parent))
         try:
             spills, reports = [], []
             bar = tqdm(range(len(model.blocks)), desc=f"awq int4 g{group_size}", unit="block", disable=not progress)
