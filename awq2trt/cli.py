@@ -145,6 +145,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         passes=enabled,
         disable_passes=passes.parse_pass_list(args.disable_passes) or (),
         fuse_mapping=args.fuse_mapping,
+        full_trace=args.full_trace,
         force=args.force,
         allow_pickle=args.allow_pickle,
         progress=not args.quiet,
@@ -489,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="JSON saying which projections fuse, for model types without a built-in mapping",
+    )
+    p.add_argument(
+        "--full-trace",
+        action="store_true",
+        help="trace every decoder layer (default: trace three, copy the last for the rest when all layers are alike)",
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=cmd_export)

@@ -122,6 +122,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"where outputs and logs go; the last run's outputs stay there (default: {DEFAULT_WORK_DIR})",
     )
     parser.add_argument("--dtype", default="fp16", help="our export's --dtype (default: fp16)")
+    parser.add_argument(
+        "--target",
+        default="ort",
+        help="our export's --target (default: ort, every graph pass, like the peer's fused CPU graph)",
+    )
     parser.add_argument("--skip-peer", action="store_true", help="measure only awq2trt export")
     parser.add_argument(
         "--peer-venv",
@@ -348,14 +353,15 @@ def print_report(results: list[ToolResult], runs: int) -> bool:
 # --------------------------------------------------------------------------------------------------- main
 
 
-def our_command(checkpoint: Path, dtype: str) -> Callable[[Path], list[str]]:
+def our_command(checkpoint: Path, dtype: str, target: str) -> Callable[[Path], list[str]]:
     script = Path(sys.executable).parent / "awq2trt"
     base = (
         [str(script)]
         if script.exists()
         else [sys.executable, "-c", "import sys; from awq2trt.cli import main; sys.exit(main())"]
     )
-    return lambda output: [*base, "export", str(checkpoint), "-o", str(output), "--dtype", dtype, "-q", "--force"]
+    options = ["--dtype", dtype, "--target", target, "-q", "--force"]
+    return lambda output: [*base, "export", str(checkpoint), "-o", str(output), *options]
 
 
 def peer_command(python: Path, input_dir: Path, cache_dir: Path) -> Callable[[Path], list[str]]:
@@ -382,9 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_export: checkpoint {checkpoint}, work dir {work_dir}, {os.cpu_count()} CPUs")
     warm_page_cache(checkpoint)
 
-    results = [
-        measure_tool("awq2trt export", our_command(checkpoint, args.dtype), work_dir / "ours", work_dir, args.runs, env)
-    ]
+    ours = our_command(checkpoint, args.dtype, args.target)
+    results = [measure_tool("awq2trt export", ours, work_dir / "ours", work_dir, args.runs, env)]
     if not args.skip_peer:
         python = ensure_peer_venv(args.peer_venv.expanduser().resolve(), work_dir / "logs" / "peer-install.log")
         make = peer_command(python, peer_input(checkpoint, work_dir), work_dir / "genai-cache")

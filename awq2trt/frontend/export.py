@@ -9,8 +9,10 @@ offset and is never loaded whole.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import logging
 import shutil
 import time
 import warnings
@@ -30,6 +32,7 @@ from awq2trt.checkpoint.writer import TOKENIZER_FILES
 from awq2trt.errors import Awq2TrtError
 from awq2trt.frontend import int4_onnx
 from awq2trt.frontend.kv_wrapper import KvCacheWrapper, KvLayout, dynamic_shapes, example_inputs
+from awq2trt.frontend.layer_stamp import StampMismatch, stamp_layers, template_checkpoint, template_reason
 from awq2trt.frontend.logits_to_keep import INPUT_NAME as LOGITS_TO_KEEP
 from awq2trt.frontend.logits_to_keep import KEPT_DIM, add_logits_to_keep
 from awq2trt.modeling.awq_linear import AwqLinear, pack_codes_pairs
@@ -38,6 +41,7 @@ from awq2trt.modeling.loader import (
     check_model_type,
     checked_dense_tensor,
     empty_model,
+    hf_config,
     linear_to_replace,
     resolve_dtype,
 )
@@ -54,6 +58,8 @@ OPSET = 21
 WRAPPER_PREFIX = "model."  # the KV wrapper holds the model as `.model`
 FOLD_LIMIT = 4096  # elements: constant folding is for shape arithmetic, not for weights
 _NUMPY_DTYPE = {torch.float32: np.float32, torch.float16: np.float16}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,33 @@ def _trace(model: torch.nn.Module, layout: KvLayout, dtype: torch.dtype) -> Any:
             "export", expected="a traceable model", got=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         ) from exc
     return program.model
+
+
+def _traced_graph(
+    ckpt: Checkpoint, dtype: torch.dtype, full_trace: bool
+) -> tuple[Any, dict[str, torch.Tensor], KvLayout]:
+    """The checkpoint's graph with initializers named but not filled, its computed buffers, its cache layout.
+
+    Unless *full_trace*, a model whose layers are all alike is traced with a few layers and the rest are
+    stamped from the last traced one (layer_stamp); a model that does not fit is traced whole.
+    """
+    layer_types = getattr(hf_config(ckpt), "layer_types", None)
+    reason = "--full-trace" if full_trace else template_reason(ckpt, layer_types)
+    if reason is None:
+        model, computed = _meta_model(template_checkpoint(ckpt, layer_types), dtype)
+        layout = KvLayout.of(model.config)
+        onnx_model = _trace(model, layout, dtype)
+        try:
+            if any(".layers." in name for name in computed):
+                raise StampMismatch("per-layer computed buffers")
+            stamp_layers(onnx_model, int(ckpt.config["num_hidden_layers"]))
+            return onnx_model, computed, dataclasses.replace(layout, num_layers=int(ckpt.config["num_hidden_layers"]))
+        except StampMismatch as exc:
+            reason = str(exc)
+    log.info("tracing every layer: %s", reason)
+    model, computed = _meta_model(ckpt, dtype)
+    layout = KvLayout.of(model.config)
+    return _trace(model, layout, dtype), computed, layout
 
 
 def _quantized_arrays(ckpt: Checkpoint, module: str, np_dtype: type) -> dict[str, np.ndarray]:
@@ -341,12 +374,14 @@ def export_checkpoint(
     passes: Sequence[str] | None = None,
     disable_passes: Sequence[str] = (),
     fuse_mapping: str | Path | None = None,
+    full_trace: bool = False,
 ) -> ExportResult:
     """Trace *checkpoint* into ``OUTPUT/model.onnx`` (+ external data, tokenizer, ``awq2trt.json``).
 
     ``lm_head`` ``int8``/``int4`` (``ort`` target only) quantizes the dense output head as well.
     ``passes`` names the graph passes to run (None: every pass for the target, ``[]``: none); ``fuse_mapping`` is
-    a JSON file saying which projections fuse, for model types without a built-in mapping.
+    a JSON file saying which projections fuse, for model types without a built-in mapping.  ``full_trace``
+    traces every decoder layer instead of stamping copies of a traced one (slower; same graph).
     """
     import onnx
 
@@ -372,10 +407,7 @@ def export_checkpoint(
     # Unknown pass names fail before the slow trace, not after it.
     graph_passes.DEFAULT_PASSES.select(target, passes, disable_passes)
     check_output_dir(Path(output), force=force)  # fail before the slow trace, not after it
-    model, computed = _meta_model(ckpt, torch_dtype)
-    layout = KvLayout.of(model.config)
-    onnx_model = _trace(model, layout, torch_dtype)
-    del model
+    onnx_model, computed, layout = _traced_graph(ckpt, torch_dtype, full_trace)
     _fill_initializers(onnx_model.graph, ckpt, computed, _NUMPY_DTYPE[torch_dtype])
     _share_tied_embeddings(onnx_model.graph, ckpt)
     with atomic_output_dir(output, force=force) as tmp:
