@@ -110,6 +110,7 @@ VARIANT_SUFFIXES = {
     "": ("", []),
     "nofuse": (", no graph passes", ["--no-fuse"]),
     "nogqa": (", all passes but GroupQueryAttention", ["--disable-passes", "fuse_gqa"]),
+    "nogateup": (", gate and up unfused", ["--disable-passes", "fuse_gate_up"]),
 }
 
 
@@ -470,11 +471,13 @@ def awq2trt_sources_digest() -> str:
 
 
 def prepare_ours(args: argparse.Namespace, variant: str, checkpoint: Path, work_dir: Path, has_head: bool) -> Engine:
-    # A variant is an --lm-head value, optionally "+nofuse" for the graph before the passes (export --no-fuse)
-    # or "+nogqa" for every pass but GroupQueryAttention (its attention and KV Concat stay standard ops).
+    # A variant is an --lm-head value, optionally "+nofuse" for the graph before the passes (export --no-fuse),
+    # "+nogqa" for every pass but GroupQueryAttention (its attention and KV Concat stay standard ops) or
+    # "+nogateup" for every pass but the gate/up fusion.
     head, _, suffix = variant.partition("+")
     if suffix not in VARIANT_SUFFIXES:
-        raise SystemExit(f"--lm-head {variant}: expected fp, int8 or int4, optionally followed by +nofuse or +nogqa")
+        choices = " or ".join("+" + key for key in VARIANT_SUFFIXES if key)
+        raise SystemExit(f"--lm-head {variant}: expected fp, int8 or int4, optionally followed by {choices}")
     label = f"ours (lm_head {head}{VARIANT_SUFFIXES[suffix][0]})"
     engine = Engine(f"ours-{variant}", label, python=Path(sys.executable))
     engine.worker = WORKERS / "ours_worker.py"

@@ -265,7 +265,8 @@ def print_table(rows: list[Row], settings: str) -> None:
     for r in rows:
         gap = "-"
         if r.perplexity is not None and fp and rtn and fp.perplexity and rtn.perplexity and r.name != "fp32":
-            gap = f"{100 * (rtn.perplexity - r.perplexity) / (rtn.perplexity - fp.perplexity):.1f} %"
+            closed = 100 * (rtn.perplexity - r.perplexity) / (rtn.perplexity - fp.perplexity)
+            gap = f"{closed:.1f} %" if closed > -100 else "worse than RTN"  # a broken checkpoint, not a percentage
         cells = (
             r.name,
             f"{r.perplexity:.2f}" if r.perplexity is not None else "-",

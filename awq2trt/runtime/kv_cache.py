@@ -7,7 +7,8 @@
 * ``SharedBufferCache``: the graph's attention is ``GroupQueryAttention``, which appends the new keys in place
   when ``past`` and ``present`` are one buffer.  One zeroed [batch, kv_heads, capacity, head_dim] buffer per
   tensor is bound as both through IO binding, so a decode step copies no cache at all.  The op finds each
-  row's length from the attention mask, so batches are right-padded.
+  row's length from the attention mask, so batches are right-padded.  After the prefill every run is one
+  token per row, whose [batch, 1, vocab] logits land in an array bound once (on the CPU).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class SharedBufferCache:
         self.shape, self.dtype, self.device = shape, dtype, device
         self.binding: Any = None  # made by the first (prefill) run
         self.buffers: list[Any] = []
+        self.logits: np.ndarray | None = None  # decode steps' [batch, 1, vocab] output, on the CPU
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if self.binding is None:
@@ -60,6 +62,8 @@ class SharedBufferCache:
         for name, array in feeds.items():
             self.binding.bind_cpu_input(name, array)
         self.session.run_with_iobinding(self.binding)
+        if self.logits is not None:  # ORT wrote into our array: no per-step wrapping of all 2L+1 outputs
+            return self.logits.copy()
         return self.binding.get_outputs()[0].numpy()
 
     def _prefill(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -72,7 +76,11 @@ class SharedBufferCache:
         empty = np.zeros((batch, heads, 0, head_dim), self.dtype)
         out = self.session.run([LOGITS, *self.present], {**feeds, **{name: empty for name in self.past}})
         self.binding = self.session.io_binding()
-        self.binding.bind_output(LOGITS, self.device)  # bound first: get_outputs()[0] is the logits
+        if self.device == "cpu":  # every decode step's logits have one shape: bind an array once
+            self.logits = np.empty((batch, 1, out[0].shape[-1]), out[0].dtype)
+            self.binding.bind_ortvalue_output(LOGITS, ort.OrtValue.ortvalue_from_numpy(self.logits))
+        else:
+            self.binding.bind_output(LOGITS, self.device)  # bound first: get_outputs()[0] is the logits
         for past_name, present_name, prompt in zip(self.past, self.present, out[1:], strict=True):
             # Zeros, not uninitialized memory: positions past a row's length are never read, but a NaN left
             # there by chance must not reach a score.  On the CPU the OrtValue shares the array's memory.
