@@ -78,7 +78,9 @@ class SharedBufferCache:
         self.binding = self.session.io_binding()
         if self.device == "cpu":  # every decode step's logits have one shape: bind an array once
             self.logits = np.empty((batch, 1, out[0].shape[-1]), out[0].dtype)
-            self.binding.bind_ortvalue_output(LOGITS, ort.OrtValue.ortvalue_from_numpy(self.logits))
+            value = ort.OrtValue.ortvalue_from_numpy(self.logits)
+            self.binding.bind_ortvalue_output(LOGITS, value)
+            self.buffers.append((value, self.logits))  # the OrtValue only points at the array: keep both
         else:
             self.binding.bind_output(LOGITS, self.device)  # bound first: get_outputs()[0] is the logits
         for past_name, present_name, prompt in zip(self.past, self.present, out[1:], strict=True):
