@@ -63,7 +63,7 @@ class SharedBufferCache:
             self.binding.bind_cpu_input(name, array)
         self.session.run_with_iobinding(self.binding)
         if self.logits is not None:  # ORT wrote into our array: no per-step wrapping of all 2L+1 outputs
-            return self.logits.copy()
+            return self.logits  # valid until the next run overwrites it; generate samples from it before that
         return self.binding.get_outputs()[0].numpy()
 
     def _prefill(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
