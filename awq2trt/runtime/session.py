@@ -195,13 +195,7 @@ class OrtModel:
         return [empty] * len(self._past)
 
     def _step(
-        self,
-        ids: np.ndarray,
-        mask: np.ndarray,
-        positions: np.ndarray,
-        cache: list[np.ndarray],
-        *,
-        last_only: bool = False,
+        self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, cache: list[np.ndarray]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         feeds = {
             "input_ids": ids,
@@ -209,8 +203,6 @@ class OrtModel:
             "position_ids": positions,
             **dict(zip(self._past, cache, strict=True)),
         }
-        if last_only and self._can_keep_last and ids.shape[1] > 1:
-            feeds["num_logits_to_keep"] = _KEEP_LAST
         out = self.session.run(self._outputs, feeds)
         return out[0], out[1:]
 
