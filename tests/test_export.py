@@ -312,3 +312,36 @@ def test_group_query_attention_right_padded_batch(case: str, exported_ort: dict)
     batch = ours.generate(prompts, 12, stop_at_eos=False)
     for row, prompt in enumerate(prompts):
         assert batch.ids[row] == ours.generate(prompt, 12, stop_at_eos=False).ids[0], row
+
+
+@pytest.mark.parametrize("case", ["llama-gemm-g64", "mistral-sliding-window-symmetric"])
+def test_inputs_bound_once_give_the_growing_mask_logits(case: str, exported_ort: dict) -> None:
+    """Decode inputs bound once (a full-capacity mask written in place) against fresh inputs every step.
+
+    GroupQueryAttention should read only the mask's ones; a ragged right-padded batch and the Mistral window
+    make every row's length and window matter.  Both caches see the same tokens, so the logits must be equal.
+    """
+    from awq2trt.runtime import OrtModel
+    from awq2trt.runtime.kv_cache import SharedBufferCache, padded_mask
+
+    model = OrtModel.open(exported_ort[case], threads=2)
+    prompts = [list(range(3, 19)), list(range(40, 47)), [7]]
+    lengths = np.array([len(p) for p in prompts], dtype=np.int64)
+    width, steps = int(lengths.max()), 20
+    mask = padded_mask(lengths, width, "right")
+    ids = np.zeros((len(prompts), width), dtype=np.int64)
+    ids[mask.astype(bool)] = np.concatenate(prompts)
+    feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": np.clip(np.cumsum(mask, 1) - 1, 0, None)}
+    shape = (len(prompts), model.sidecar["num_kv_heads"], width + steps, model.sidecar["head_dim"])
+    caches = [
+        SharedBufferCache(model.session, model._past, model._outputs[1:], shape, np.float32, bind_inputs_once=once)
+        for once in (True, False)
+    ]
+    firsts = [cache.prefill(dict(feeds), lengths) for cache in caches]
+    np.testing.assert_array_equal(firsts[0], firsts[1])
+    tokens = firsts[0][np.arange(len(prompts)), lengths - 1].argmax(-1)
+    for step in range(steps - 1):
+        bound, fresh = (cache.step(tokens).copy() for cache in caches)
+        np.testing.assert_array_equal(bound, fresh, err_msg=f"step {step}")
+        tokens = bound.argmax(-1)
+    assert caches[0].mask is not None and caches[0].mask.sum(axis=1).tolist() == (lengths + steps - 1).tolist()

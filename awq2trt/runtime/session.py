@@ -268,7 +268,7 @@ class OrtModel:
             if self._can_keep_last and longest > 1:
                 feeds["num_logits_to_keep"] = _KEEP_ALL if ragged_right else _KEEP_LAST
             t0 = time.perf_counter()
-            logits = cache.run(feeds)
+            logits = cache.prefill(feeds, lengths)
             prefill_s = time.perf_counter() - t0
             last = logits[np.arange(batch), lengths - 1] if ragged_right else logits[:, -1]
             active = np.ones(batch, dtype=bool)
@@ -286,13 +286,7 @@ class OrtModel:
                         reasons[r] = "eos"
                 if not active.any() or step == steps - 1:
                     break
-                lengths += 1
-                feeds = {
-                    "input_ids": token[:, None].astype(np.int64),
-                    "attention_mask": padded_mask(lengths, longest + step + 1, cache.padding),
-                    "position_ids": (lengths - 1)[:, None],
-                }
-                last = cache.run(feeds)[:, -1]
+                last = cache.step(token)
         if decoders:
             for r, decoder in enumerate(decoders):
                 if piece := decoder.finish():
