@@ -101,9 +101,22 @@ def test_stamped_export_equals_full_trace(name: str, tmp_path: Path, caplog: pyt
     assert np.abs(logits - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 
 
-def test_layers_of_different_kinds_are_traced_whole(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Qwen2 with sliding windows from layer 2 on: layers 0-1 full, 2-4 windowed; no template fits all."""
+@pytest.mark.parametrize("written", ["with layer_types", "without layer_types"])
+def test_layers_of_different_kinds_are_traced_whole(
+    written: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Qwen2 with sliding windows from layer 2 on: layers 0-1 full, 2-4 windowed; no template fits all.
+
+    A config.json written before ``layer_types`` existed says only ``max_window_layers``; read raw it would make
+    every layer slide.  Either way the windows must be where transformers puts them, checked on the graph and
+    on logits over a prompt longer than the window.
+    """
     checkpoint = _deep_model("qwen2", tmp_path, use_sliding_window=True, sliding_window=4, max_window_layers=2)
+    if written == "without layer_types":
+        config_path = checkpoint / "config.json"
+        config = json.loads(config_path.read_text())
+        del config["layer_types"]
+        config_path.write_text(json.dumps(config))
     ckpt = open_checkpoint(checkpoint)
     types = hf_config(ckpt).layer_types
     assert types == ["full_attention"] * 2 + ["sliding_attention"] * 3
@@ -112,6 +125,29 @@ def test_layers_of_different_kinds_are_traced_whole(tmp_path: Path, caplog: pyte
         result = export_checkpoint(checkpoint, tmp_path / "out", target="ort", accuracy_level=0, progress=False)
     assert "tracing every layer: layers of different attention types" in caplog.text
     assert result.passes["fuse_gqa"] == LAYERS
+    graph = onnx.load(str(result.output / "model.onnx"), load_external_data=False).graph
+    windows = [
+        next((a.i for a in node.attribute if a.name == "local_window_size"), None)
+        for node in graph.node
+        if node.op_type == "GroupQueryAttention"
+    ]
+    assert windows == [None, None, 4, 4, 4]
+    assert json.loads((result.output / "awq2trt.json").read_text())["sliding_layers"] == [2, 3, 4]
+
+    reference = load_reference_model(checkpoint, progress=False)
+    with torch.inference_mode():
+        expected = reference(torch.from_numpy(PROMPT)).logits.numpy()
+    session = ort.InferenceSession(str(result.output / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {
+        "input_ids": PROMPT,
+        "attention_mask": np.ones_like(PROMPT),
+        "position_ids": np.arange(PROMPT.shape[1], dtype=np.int64)[None],
+    }
+    for item in session.get_inputs():
+        if item.name.startswith("past_key_values."):
+            feeds[item.name] = np.zeros((1, item.shape[1], 0, item.shape[3]), dtype=np.float32)
+    logits = session.run(["logits"], feeds)[0]
+    assert np.abs(logits - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 
 
 def test_a_template_that_does_not_repeat_falls_back(

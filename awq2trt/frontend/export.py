@@ -37,14 +37,15 @@ from awq2trt.frontend.logits_to_keep import INPUT_NAME as LOGITS_TO_KEEP
 from awq2trt.frontend.logits_to_keep import KEPT_DIM, add_logits_to_keep
 from awq2trt.modeling.awq_linear import AwqLinear, pack_codes_pairs
 from awq2trt.modeling.loader import (
+    attention_config,
     check_model_config,
     check_model_type,
     checked_dense_tensor,
     empty_model,
-    hf_config,
     linear_to_replace,
     resolve_dtype,
 )
+from awq2trt.passes.attention import attention_windows
 from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
 from awq2trt.targets.genai_config import GENAI_CONFIG_FILE, genai_config
 from awq2trt.targets.lm_head import LM_HEAD_CHOICES, quantize_lm_head
@@ -121,14 +122,13 @@ def _trace(model: torch.nn.Module, layout: KvLayout, dtype: torch.dtype) -> Any:
 
 
 def _traced_graph(
-    ckpt: Checkpoint, dtype: torch.dtype, full_trace: bool
+    ckpt: Checkpoint, dtype: torch.dtype, full_trace: bool, layer_types: list[str] | None
 ) -> tuple[Any, dict[str, torch.Tensor], KvLayout]:
     """The checkpoint's graph with initializers named but not filled, its computed buffers, its cache layout.
 
     Unless *full_trace*, a model whose layers are all alike is traced with a few layers and the rest are
     stamped from the last traced one (layer_stamp); a model that does not fit is traced whole.
     """
-    layer_types = getattr(hf_config(ckpt), "layer_types", None)
     reason = "--full-trace" if full_trace else template_reason(ckpt, layer_types)
     if reason is None:
         model, computed = _meta_model(template_checkpoint(ckpt, layer_types), dtype)
@@ -305,8 +305,9 @@ def _strip_trace_metadata(model: Any) -> None:
         node.metadata_props.clear()
 
 
-def _sidecar(ckpt: Checkpoint, layout: KvLayout, dtype: torch.dtype, int4_nodes: int) -> dict[str, Any]:
-    config = ckpt.config
+def _sidecar(
+    ckpt: Checkpoint, config: dict[str, Any], layout: KvLayout, dtype: torch.dtype, int4_nodes: int
+) -> dict[str, Any]:
     rope = config.get("rope_parameters") or {}
     float_name = "float32" if dtype == torch.float32 else "float16"
     eos = config.get("eos_token_id")
@@ -328,6 +329,7 @@ def _sidecar(ckpt: Checkpoint, layout: KvLayout, dtype: torch.dtype, int4_nodes:
         "max_position_embeddings": config.get("max_position_embeddings"),
         "rope_theta": rope.get("rope_theta", config.get("rope_theta")),
         "sliding_window": config.get("sliding_window") if config.get("use_sliding_window", True) else None,
+        "sliding_layers": [i for i, window in enumerate(attention_windows(config, layout.num_layers)) if window],
         "bos_token_id": config.get("bos_token_id"),
         "eos_token_id": eos if isinstance(eos, list) else ([eos] if eos is not None else []),
         "pad_token_id": config.get("pad_token_id"),
@@ -407,7 +409,8 @@ def export_checkpoint(
     # Unknown pass names fail before the slow trace, not after it.
     graph_passes.DEFAULT_PASSES.select(target, passes, disable_passes)
     check_output_dir(Path(output), force=force)  # fail before the slow trace, not after it
-    onnx_model, computed, layout = _traced_graph(ckpt, torch_dtype, full_trace)
+    config = attention_config(ckpt)  # which layers slide, as transformers reads config.json: trace and passes agree
+    onnx_model, computed, layout = _traced_graph(ckpt, torch_dtype, full_trace, config.get("layer_types"))
     _fill_initializers(onnx_model.graph, ckpt, computed, _NUMPY_DTYPE[torch_dtype])
     _share_tied_embeddings(onnx_model.graph, ckpt)
     with atomic_output_dir(output, force=force) as tmp:
@@ -415,7 +418,7 @@ def export_checkpoint(
         if not add_logits_to_keep(onnx_model):
             raise Awq2TrtError("export", expected="logits computed by a MatMul (the output head)", got="another form")
         pass_counts = graph_passes.run_passes(
-            onnx_model, target, passes, disable_passes, config=ckpt.config, mapping_file=fuse_mapping
+            onnx_model, target, passes, disable_passes, config=config, mapping_file=fuse_mapping
         )
         linears = graph_passes.linears_computed(onnx_model)  # a fused node computes several Linears
         if linears != len(ckpt.linears):
@@ -439,7 +442,7 @@ def export_checkpoint(
         for file_name in TOKENIZER_FILES:
             if (ckpt.folder / file_name).is_file():
                 shutil.copyfile(ckpt.folder / file_name, tmp / file_name)
-        sidecar = _sidecar(ckpt, layout, torch_dtype, int4_nodes)
+        sidecar = _sidecar(ckpt, config, layout, torch_dtype, int4_nodes)
         sidecar["target"] = target
         sidecar["passes"] = pass_counts
         if any(node.op_type == "GroupQueryAttention" for node in onnx_model.graph):

@@ -82,6 +82,21 @@ def hf_config(checkpoint: Checkpoint) -> Any:
         ) from exc
 
 
+def attention_config(checkpoint: Checkpoint) -> dict[str, Any]:
+    """config.json with the sliding-window layout transformers derives from it, so every stage agrees with it.
+
+    An older Qwen2 config.json has no ``layer_types``: transformers makes layers from ``max_window_layers`` on
+    sliding (and none when ``use_sliding_window`` is false); read raw, the same file says "every layer slides".
+    """
+    hf = hf_config(checkpoint)
+    config = dict(checkpoint.config)
+    if isinstance(getattr(hf, "layer_types", None), list):
+        config["layer_types"] = list(hf.layer_types)
+    if hasattr(hf, "sliding_window"):
+        config["sliding_window"] = hf.sliding_window
+    return config
+
+
 def empty_model(checkpoint: Checkpoint, dtype: torch.dtype) -> nn.Module:
     """The architecture with parameters on the meta device (no memory), buffers real."""
     from accelerate import init_empty_weights

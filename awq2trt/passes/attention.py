@@ -159,6 +159,28 @@ def _reads_only(value: Any, source: Any, limit: int = 12) -> bool:
     return False
 
 
+def _matmuls_reading(source: Any, limit: int = 12) -> list[Any]:
+    """MatMuls that read *source* through shape-only ops or a scaling Mul, found by walking its consumers.
+
+    Walking forward from one layer's ``present`` keeps the match per layer independent of the graph's size.
+    """
+    found: list[Any] = []
+    frontier, seen = [source], set()
+    for _ in range(limit):
+        next_frontier = []
+        for value in frontier:
+            for node in value.consumers():
+                if id(node) in seen or node.domain not in ("", "ai.onnx"):
+                    continue
+                seen.add(id(node))
+                if node.op_type == "MatMul":
+                    found.append(node)
+                elif node.op_type in _SHAPE_OPS or node.op_type == "Mul":
+                    next_frontier.extend(node.outputs)
+        frontier = next_frontier
+    return found
+
+
 def _attention_output(scores_matmul: Any, present_value: Any) -> Any:
     """From the QK MatMul forward to the [batch, seq, hidden] attention output, or None if the form differs."""
     value = scores_matmul.outputs[0]
@@ -199,7 +221,7 @@ def _attention_output(scores_matmul: Any, present_value: Any) -> Any:
     return None
 
 
-def _match_layer(graph: Any, layer: int, present_key: Any, present_value: Any) -> _Match | None:
+def _match_layer(layer: int, present_key: Any, present_value: Any) -> _Match | None:
     concat_k, concat_v = _producer(present_key, "Concat"), _producer(present_value, "Concat")
     if concat_k is None or concat_v is None:
         return None
@@ -213,9 +235,7 @@ def _match_layer(graph: Any, layer: int, present_key: Any, present_value: Any) -
     if rotated_k is None or value is None:
         return None
     # The QK MatMul: a consumer chain of present_key ending in a MatMul whose other side is the rotated q.
-    for node in graph:
-        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
-            continue
+    for node in _matmuls_reading(present_key):
         q_side, k_side = _strip_scale(node.inputs[0]), _strip_scale(node.inputs[1])
         if q_side is None or k_side is None or not _reads_only(k_side[0], present_key):
             continue
@@ -312,7 +332,7 @@ def fuse_gqa(model: Any, context: PassContext) -> int:
         if not all(n in outputs for n in names):
             continue
         present_key, present_value = (graph.outputs[outputs[n]] for n in names)
-        match = _match_layer(graph, layer, present_key, present_value)
+        match = _match_layer(layer, present_key, present_value)
         if match is None:
             continue
         if lengths is None:
