@@ -133,6 +133,112 @@ def test_non_matching_graphs_are_left_alone(name: str, tmp_path: Path) -> None:
     assert _ops(model) == before
 
 
+# The config the rotary and attention golden graphs were built for (scripts/make_golden_graphs.py).
+ATTENTION_CONFIG = {
+    "model_type": "llama",
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "max_position_embeddings": 64,
+}
+
+
+def _rotary_feeds() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    positions = np.array([np.arange(5), np.arange(30, 35)], dtype=np.int64)  # the second row mid-sequence
+    return {"x": rng.normal(size=(2, 2, 5, 16)).astype(np.float32), "position_ids": positions}
+
+
+def test_fuse_rotary(tmp_path: Path) -> None:
+    register_ort_schemas()
+    model = _load("rotary")
+    counts = run_passes(model, "ort", enabled=["fuse_rotary"], config=ATTENTION_CONFIG)
+    assert counts == {"fuse_rotary": 1}
+    assert dict(_ops(model)) == {"RotaryEmbedding": 1}  # the cos/sin arithmetic became two cache initializers
+    rotary = next(iter(model.graph))
+    assert rotary.domain == "com.microsoft" and rotary.inputs[1].name == "position_ids"
+    assert rotary.inputs[2].const_value.shape == (64, 8)  # [max_position_embeddings, head_dim / 2]
+    import onnx_ir as ir
+
+    ir.save(model, tmp_path / "rotary.onnx")
+    before, after = _run(GRAPHS / "rotary.onnx", _rotary_feeds()), _run(tmp_path / "rotary.onnx", _rotary_feeds())
+    assert max_abs_rel(after[0], before[0])[0] <= 1e-5
+
+
+def test_rotary_that_is_not_rotate_half_is_left_alone() -> None:
+    model = _load("rotary_not_rotate_half")
+    before = _ops(model)
+    assert run_passes(model, "ort", enabled=["fuse_rotary"], config=ATTENTION_CONFIG) == {"fuse_rotary": 0}
+    assert _ops(model) == before
+
+
+def _attention_cases() -> list[tuple[str, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """(what, feeds, valid queries per row, valid keys per row): a ragged right-padded prefill longer than the
+    window, and a decode step over a 7-token past."""
+    rng = np.random.default_rng(2)
+    lengths = np.array([6, 4], dtype=np.int64)
+    mask = (np.arange(6)[None, :] < lengths[:, None]).astype(np.int64)
+    prefill = {
+        "x": rng.normal(size=(2, 6, 32)).astype(np.float32),
+        "attention_mask": mask,
+        "position_ids": np.clip(np.cumsum(mask, axis=1) - 1, 0, None),
+        "past_key_values.0.key": np.zeros((2, 1, 0, 16), np.float32),
+        "past_key_values.0.value": np.zeros((2, 1, 0, 16), np.float32),
+    }
+    decode = {
+        "x": rng.normal(size=(2, 1, 32)).astype(np.float32),
+        "attention_mask": np.ones((2, 8), np.int64),
+        "position_ids": np.full((2, 1), 7, np.int64),
+        "past_key_values.0.key": rng.normal(size=(2, 1, 7, 16)).astype(np.float32),
+        "past_key_values.0.value": rng.normal(size=(2, 1, 7, 16)).astype(np.float32),
+    }
+    return [("prefill", prefill, lengths, lengths), ("decode", decode, np.array([1, 1]), np.array([8, 8]))]
+
+
+@pytest.mark.parametrize(
+    ("name", "window", "packed"), [("attention_packed", None, True), ("attention_separate_sliding", 3, False)]
+)
+def test_fuse_gqa(name: str, window: int | None, packed: bool, tmp_path: Path) -> None:
+    """Rotary + attention + KV Concat -> one GroupQueryAttention; ORT outputs before and after agree on every
+    valid position (GroupQueryAttention leaves right-padded query rows undefined)."""
+    import onnx_ir as ir
+
+    register_ort_schemas()
+    config = {**ATTENTION_CONFIG, **({"sliding_window": window} if window else {})}
+    model = _load(name)
+    counts = run_passes(model, "ort", enabled=["fuse_rotary", "fuse_gqa"], config=config)
+    assert counts == {"fuse_rotary": 2, "fuse_gqa": 1}
+    ops = _ops(model)
+    assert ops["GroupQueryAttention"] == 1 and not ops["Softmax"] and not ops["Concat"] and not ops["Transpose"]
+    gqa = next(n for n in model.graph if n.op_type == "GroupQueryAttention")
+    attributes = {key: attr.value for key, attr in gqa.attributes.items()}
+    assert attributes["num_heads"] == 2 and attributes["kv_num_heads"] == 1
+    assert attributes["scale"] == pytest.approx(0.25)
+    assert attributes.get("local_window_size") == window
+    # Packed: q/k/v stay one tensor and the op rotates them itself; separate: rotary on the 3-D projections.
+    assert (attributes.get("do_rotary") == 1) == packed and (ops["RotaryEmbedding"] == (0 if packed else 2))
+    ir.save(model, tmp_path / f"{name}.onnx")
+    for what, feeds, queries, keys in _attention_cases():
+        before, after = _run(GRAPHS / f"{name}.onnx", feeds), _run(tmp_path / f"{name}.onnx", feeds)
+        for index, (expected, actual) in enumerate(zip(before, after, strict=True)):
+            assert actual.shape == expected.shape, (what, index)
+            for row in range(len(queries)):
+                # attn_out [b, s, hidden]: the row's real queries; present [b, kv_heads, T, d]: its real keys.
+                valid = (slice(None, queries[row]),) if index == 0 else (slice(None), slice(None, keys[row]))
+                error = max_abs_rel(actual[row][valid], expected[row][valid])[0]
+                assert error <= 1e-5, (what, index, row, error)
+
+
+def test_attention_without_a_cache_is_left_alone() -> None:
+    """No past/present Concat: nothing says the runtime keeps a cache, so no GroupQueryAttention."""
+    register_ort_schemas()
+    model = _load("attention_without_cache")
+    counts = run_passes(model, "ort", enabled=["fuse_rotary", "fuse_gqa"], config=ATTENTION_CONFIG)
+    assert counts == {"fuse_rotary": 2, "fuse_gqa": 0}
+    assert _ops(model)["Softmax"] == 1 and not _ops(model)["GroupQueryAttention"]
+
+
 def test_no_mapping_means_no_int4_fusion(tmp_path: Path) -> None:
     model = _load("qkv_zero_points")
     with pytest.warns(UserWarning, match="no fusion mapping for model type 'gpt_bigcode'"):

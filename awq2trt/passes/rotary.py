@@ -135,7 +135,7 @@ def _to_contrib(model: Any, max_positions: int) -> int:
         out, new = node.outputs[0], fused.outputs[0]
         new.type, new.shape = out.type, out.shape
         name = out.name
-        out.replace_all_uses_with(new)
+        out.replace_all_uses_with(new, replace_graph_outputs=True)  # a rotation may be a graph output
         out.name = f"{name}.unfused"
         new.name = name
         graph.remove(node, safe=True)
