@@ -24,7 +24,8 @@ and --long-tokens tokens of --text generating one token.  The workers load their
 warm-up before round 1.  What is measured (scripts/bench_peers/protocol.py): prefill = the forward pass over
 the prompt; TTFT = prefill plus the first greedy pick (tokenization excluded); decode = the new tokens after
 the first, one forward pass and one greedy pick each.  The table shows the best round and the median round;
-ratios are of medians, ours over the peer (above 1: ours is faster).
+ratios are of medians, ours over the peer (above 1: ours is faster); the decode ratio is also given round by round
+(ours over the peer that ran next to it), which a busy spell on a shared machine disturbs less.
 
 Bandwidth bound: a small C program (gcc -O3 -fopenmp, numpy if there is no compiler) sums a 512 MiB array
 with --threads threads and reports the best read bandwidth; each engine's weight bytes read per decoded token
@@ -819,6 +820,22 @@ def ratio(ours: dict[str, Any], peer: dict[str, Any], key: str, higher_is_better
     return f"{value:.2f}x"
 
 
+def paired_decode(ours: Engine, peer: Engine) -> str:
+    """Ours over the peer round by round (each pair ran back to back), so a slow spell hits both sides.
+
+    On a shared machine this is steadier than the ratio of medians, whose two medians may come from rounds
+    minutes apart.
+    """
+    ratios = [
+        (a["chat"]["decode_tokens"] / a["chat"]["decode_s"]) / (b["chat"]["decode_tokens"] / b["chat"]["decode_s"])
+        for a, b in zip(ours.runs, peer.runs, strict=False)
+    ]
+    if not ratios:
+        return "-"
+    wins = sum(r > 1 for r in ratios)
+    return f"{statistics.median(ratios):.2f}x median per round, ours faster in {wins}/{len(ratios)} rounds"
+
+
 def fmt(stat: dict[str, float] | None, digits: int = 0) -> str:
     if not stat:
         return "-"
@@ -881,7 +898,7 @@ def comparisons(engines: list[Engine], summaries: dict[str, dict[str, Any]], pro
                 f"prefill @{len(prompts.chat)} {ratio(sa, sb, 'prefill_chat_tok_s')}, "
                 f"prefill @{len(prompts.long)} {ratio(sa, sb, 'prefill_long_tok_s')}, "
                 f"TTFT @{len(prompts.chat)} {ratio(sa, sb, 'ttft_chat_ms', False)} "
-                f"(above 1: ours faster)"
+                f"(above 1: ours faster); decode round by round: {paired_decode(a, b)}"
             )
     return lines
 
