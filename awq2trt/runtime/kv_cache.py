@@ -90,6 +90,7 @@ class SharedBufferCache:
         self.positions: np.ndarray | None = None
         self.mask: np.ndarray | None = None
         self.rows = np.arange(shape[0])
+        self.steps_left = 0
         self.bind_inputs_once = device == "cpu" if bind_inputs_once is None else bind_inputs_once
 
     @property
@@ -104,6 +105,7 @@ class SharedBufferCache:
         """
         batch, heads, _, head_dim = self.shape
         self.lengths = lengths.astype(np.int64)
+        self.steps_left = self.capacity - int(self.lengths.max())  # a Python int: cheaper to check every step
         empty = np.zeros((batch, heads, 0, head_dim), self.dtype)
         out = self.session.run([LOGITS, *self.present], {**feeds, **{name: empty for name in self.past}})
         self.binding = self.session.io_binding()
@@ -131,8 +133,9 @@ class SharedBufferCache:
 
         On the CPU the returned array is the bound logits buffer itself: valid until the next step overwrites it.
         """
-        if int(self.lengths.max()) >= self.capacity:
+        if self.steps_left <= 0:
             raise ValueError(f"the KV buffers hold {self.capacity} positions; a row would pass them")
+        self.steps_left -= 1
         if self.bind_inputs_once:
             assert self.ids is not None and self.positions is not None and self.mask is not None
             self.ids[:, 0] = tokens

@@ -43,7 +43,7 @@ class Sampler:
     def __call__(self, logits: np.ndarray) -> np.ndarray:
         """*logits* [batch, vocab] -> token ids [batch] (int64)."""
         if self.config.greedy:
-            return logits.argmax(axis=-1).astype(np.int64)
+            return logits.argmax(axis=-1)  # intp: int64 on the 64-bit platforms ONNX Runtime ships for
         return np.array([self._sample_row(row) for row in logits], dtype=np.int64)
 
     def _sample_row(self, row: np.ndarray) -> int:
