@@ -577,7 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not verbose:
+    if verbose:  # awq2trt's own progress notes (which passes rewrote what, why every layer was traced)
+        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+        logging.getLogger("awq2trt").setLevel(logging.INFO)
+    else:
         import warnings
 
         warnings.filterwarnings("ignore")

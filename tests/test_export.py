@@ -289,6 +289,9 @@ def test_group_query_attention_matches_pytorch(case: str, exported: dict, export
     assert sidecar["passes"]["fuse_gqa"] == config["num_hidden_layers"]
     assert sidecar["kv_cache"]["shared_buffer"] is True and sidecar["kv_cache"]["padding"] == "right"
     graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False).graph
+    # Node counts: one per pass in running order, after the traced input; lowering to MatMulNBits is 1:1.
+    assert list(sidecar["pass_nodes"]) == ["input", *sidecar["passes"]]
+    assert sidecar["pass_nodes"]["cleanup"] == len(graph.node) < sidecar["pass_nodes"]["input"]
     windows = {a.i for n in graph.node if n.op_type == "GroupQueryAttention" for a in n.attribute}
     assert (6 in windows) == case.startswith("mistral")  # local_window_size = sliding_window
     assert not [n for n in graph.node if n.op_type in ("Softmax", "Concat")]  # no attention left unfused
@@ -345,3 +348,21 @@ def test_inputs_bound_once_give_the_growing_mask_logits(case: str, exported_ort:
         np.testing.assert_array_equal(bound, fresh, err_msg=f"step {step}")
         tokens = bound.argmax(-1)
     assert caches[0].mask is not None and caches[0].mask.sum(axis=1).tolist() == (lengths + steps - 1).tolist()
+
+
+def test_verbose_export_logs_each_pass(tmp_path: Path) -> None:
+    """--verbose shows awq2trt's own notes: per pass, its rewrites and the node count before and after."""
+    gemm = str(fixture_path("llama-gemm-g64"))
+    result = subprocess.run(
+        [sys.executable, "-m", "awq2trt", "export", gemm, "-o", str(tmp_path / "out"), "--target", "ort", "-v"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    sidecar = json.loads((tmp_path / "out" / SIDECAR_FILE).read_text())
+    nodes = sidecar["pass_nodes"]
+    for name, before in zip(sidecar["passes"], nodes.values(), strict=False):
+        line = f"pass {name}: {sidecar['passes'][name]} rewrites, {before} -> {nodes[name]} nodes"
+        assert line in result.stderr, line
+    assert "pass fuse_gqa: 2 rewrites" in result.stderr  # both layers of the fixture

@@ -417,8 +417,15 @@ def export_checkpoint(
         _clean_up(onnx_model)
         if not add_logits_to_keep(onnx_model):
             raise Awq2TrtError("export", expected="logits computed by a MatMul (the output head)", got="another form")
+        pass_nodes: dict[str, int] = {}
         pass_counts = graph_passes.run_passes(
-            onnx_model, target, passes, disable_passes, config=config, mapping_file=fuse_mapping
+            onnx_model,
+            target,
+            passes,
+            disable_passes,
+            config=config,
+            mapping_file=fuse_mapping,
+            node_counts=pass_nodes,
         )
         linears = graph_passes.linears_computed(onnx_model)  # a fused node computes several Linears
         if linears != len(ckpt.linears):
@@ -445,6 +452,7 @@ def export_checkpoint(
         sidecar = _sidecar(ckpt, config, layout, torch_dtype, int4_nodes)
         sidecar["target"] = target
         sidecar["passes"] = pass_counts
+        sidecar["pass_nodes"] = pass_nodes  # graph nodes before the passes ("input") and after each one
         if any(node.op_type == "GroupQueryAttention" for node in onnx_model.graph):
             # past and present may be one buffer of the full context, appended in place; rows right-padded
             sidecar["kv_cache"].update(shared_buffer=True, padding="right")

@@ -53,11 +53,13 @@ def run_passes(
     mapping_file: str | Path | None = None,
     mapping: FusionMapping | None = None,
     manager: PassManager | None = None,
+    node_counts: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Run the passes for *target* on the onnx_ir *model* in place; returns rewrites per pass, in order.
 
     *config* is the checkpoint's config.json: it picks the fusion mapping (see ``mappings``) unless
-    *mapping* is given, and bounds the rotary caches (``max_position_embeddings``).
+    *mapping* is given, and bounds the rotary caches (``max_position_embeddings``).  *node_counts*, if given,
+    receives the graph's node count before the passes (``"input"``) and after each pass.
     """
     manager = manager or DEFAULT_PASSES
     config = config or {}
@@ -67,4 +69,7 @@ def run_passes(
     context = PassContext(
         target=target, mapping=mapping, max_positions=config.get("max_position_embeddings"), config=config
     )
-    return manager.run(model, context, enabled, disabled)
+    counts = manager.run(model, context, enabled, disabled)
+    if node_counts is not None:
+        node_counts.update(context.nodes)
+    return counts

@@ -30,6 +30,7 @@ class PassContext:
     max_positions: int | None = None  # rotary caches cover positions [0, max_positions)
     config: Mapping[str, Any] = field(default_factory=dict)  # the checkpoint's config.json
     seconds: dict[str, float] = field(default_factory=dict)  # per pass, filled in by the manager
+    nodes: dict[str, int] = field(default_factory=dict)  # graph nodes before the passes ("input"), then after each
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,26 @@ class PassManager:
         disabled: Sequence[str] = (),
     ) -> dict[str, int]:
         counts: dict[str, int] = {}
+        context.nodes["input"] = before = _node_count(model)
         for p in self.select(context.target, enabled, disabled):
             start = time.perf_counter()
             counts[p.name] = int(p.run(model, context))
             context.seconds[p.name] = time.perf_counter() - start
-            log.info("pass %s: %d rewrites in %.2f s", p.name, counts[p.name], context.seconds[p.name])
+            context.nodes[p.name] = after = _node_count(model)
+            log.info(
+                "pass %s: %d rewrites, %d -> %d nodes in %.2f s",
+                p.name,
+                counts[p.name],
+                before,
+                after,
+                context.seconds[p.name],
+            )
+            before = after
         return counts
+
+
+def _node_count(model: Any) -> int:
+    return sum(1 for _ in model.graph)  # the main graph (function bodies are not the graph a runtime plans)
 
 
 def check_target(target: str) -> None:
