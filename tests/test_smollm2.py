@@ -123,6 +123,36 @@ def test_exported_graph_matches_reference(smollm2_rtn: Path, smollm2_ir: Path) -
     assert sum(list(i.dims) == [49152, 576] for i in graph.graph.initializer) == 1
 
 
+@pytest.fixture(scope="module")
+def smollm2_ort(smollm2_rtn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from awq2trt.frontend.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("ort") / "smollm2"
+    return export_checkpoint(smollm2_rtn, out, target="ort", accuracy_level=0, progress=False).output
+
+
+def test_ort_graph_with_every_pass_matches_reference(smollm2_rtn: Path, smollm2_ort: Path) -> None:
+    """The ort target after every pass (fused q/k/v and gate/up, norms, rotary, GroupQueryAttention), exact
+    accuracy level: a 64-token greedy continuation's logits within 2e-3 of PyTorch's at every step, same ids
+    from the product runtime (shared KV buffer, inputs bound once)."""
+    from awq2trt.runtime import OrtModel
+    from tests.ort_driver import IrSession
+    from tests.test_export import torch_greedy
+
+    sidecar = json.loads((smollm2_ort / "awq2trt.json").read_text())
+    assert sidecar["passes"]["fuse_gqa"] == 30 and sidecar["kv_cache"]["shared_buffer"] is True
+    tokenizer = load_tokenizer(smollm2_rtn)
+    ids = np.array([tokenizer("The GNU General Public License is a free, copyleft license")["input_ids"][:16]])
+    model = load_reference_model(smollm2_rtn, progress=False, cache_dense=True)
+    torch_ids, torch_steps = torch_greedy(model, ids, 64)
+    graph_ids, graph_steps = IrSession(smollm2_ort).greedy(ids, 64)
+    np.testing.assert_array_equal(graph_ids, torch_ids)
+    errors = [max_abs_rel(a, b)[0] for a, b in zip(graph_steps, torch_steps, strict=True)]
+    assert max(errors) <= 2e-3, (int(np.argmax(errors)), max(errors))
+    generated = OrtModel.open(smollm2_ort, threads=2).generate(ids[0], 64, stop_at_eos=False)
+    assert generated.ids[0] == torch_ids[0].tolist()
+
+
 @pytest.fixture(scope="session")
 def demo_run(smollm2: Path) -> tuple[Path, str]:
     """README's first command, once: quantize -> export -> ONNX Runtime answer (perplexity is tested above)."""
