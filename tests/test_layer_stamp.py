@@ -61,6 +61,24 @@ def _run(folder: Path) -> list[np.ndarray]:
     return session.run(None, feeds)
 
 
+def _assert_prompt_logits_match_reference(checkpoint: Path, folder: Path) -> None:
+    """The exported graph's logits over PROMPT (empty past) against the reference model's."""
+    reference = load_reference_model(checkpoint, progress=False)
+    with torch.inference_mode():
+        expected = reference(torch.from_numpy(PROMPT)).logits.numpy()
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {
+        "input_ids": PROMPT,
+        "attention_mask": np.ones_like(PROMPT),
+        "position_ids": np.arange(PROMPT.shape[1], dtype=np.int64)[None],
+    }
+    for item in session.get_inputs():
+        if item.name.startswith("past_key_values."):
+            feeds[item.name] = np.zeros((1, item.shape[1], 0, item.shape[3]), dtype=np.float32)
+    logits = session.run(["logits"], feeds)[0]
+    assert np.abs(logits - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
 @pytest.mark.parametrize("name", ["llama", "qwen2", "mistral"])
 def test_stamped_export_equals_full_trace(name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     checkpoint = _deep_model(name, tmp_path)
@@ -84,21 +102,7 @@ def test_stamped_export_equals_full_trace(name: str, tmp_path: Path, caplog: pyt
     for a, b in zip(*outputs, strict=True):
         np.testing.assert_array_equal(a, b)
 
-    # And against the reference model itself (prompt only: no past).
-    reference = load_reference_model(checkpoint, progress=False)
-    with torch.inference_mode():
-        expected = reference(torch.from_numpy(PROMPT)).logits.numpy()
-    session = ort.InferenceSession(str(stamped.output / "model.onnx"), providers=["CPUExecutionProvider"])
-    feeds = {
-        "input_ids": PROMPT,
-        "attention_mask": np.ones_like(PROMPT),
-        "position_ids": np.arange(PROMPT.shape[1], dtype=np.int64)[None],
-    }
-    for item in session.get_inputs():
-        if item.name.startswith("past_key_values."):
-            feeds[item.name] = np.zeros((1, item.shape[1], 0, item.shape[3]), dtype=np.float32)
-    logits = session.run(["logits"], feeds)[0]
-    assert np.abs(logits - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+    _assert_prompt_logits_match_reference(checkpoint, stamped.output)  # prompt only: no past
 
 
 @pytest.mark.parametrize("written", ["with layer_types", "without layer_types"])
@@ -134,20 +138,7 @@ def test_layers_of_different_kinds_are_traced_whole(
     assert windows == [None, None, 4, 4, 4]
     assert json.loads((result.output / "awq2trt.json").read_text())["sliding_layers"] == [2, 3, 4]
 
-    reference = load_reference_model(checkpoint, progress=False)
-    with torch.inference_mode():
-        expected = reference(torch.from_numpy(PROMPT)).logits.numpy()
-    session = ort.InferenceSession(str(result.output / "model.onnx"), providers=["CPUExecutionProvider"])
-    feeds = {
-        "input_ids": PROMPT,
-        "attention_mask": np.ones_like(PROMPT),
-        "position_ids": np.arange(PROMPT.shape[1], dtype=np.int64)[None],
-    }
-    for item in session.get_inputs():
-        if item.name.startswith("past_key_values."):
-            feeds[item.name] = np.zeros((1, item.shape[1], 0, item.shape[3]), dtype=np.float32)
-    logits = session.run(["logits"], feeds)[0]
-    assert np.abs(logits - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+    _assert_prompt_logits_match_reference(checkpoint, result.output)
 
 
 def test_a_template_that_does_not_repeat_falls_back(
