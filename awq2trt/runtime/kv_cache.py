@@ -13,7 +13,7 @@
   ones count (its width only sizes the op's scratch), so a zero-padded full-width mask gives exactly the
   logits of the growing one (tests/test_export.py checks this), and the Python around each step
   shrinks to a few in-place writes: measured in the decode loop at 2 threads, building feeds and binding them
-  cost ~90 us a step once a token's 70 MB of weights have flushed the caches, against ~5 us in isolation.
+  cost ~90 us a step once a token's ~80 MB of weights have flushed the caches, against ~5 us in isolation.
 
 Both caches take the prompt through ``prefill`` and then one token per row through ``step``.
 """
