@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from awq2trt.frontend import int4_onnx
+from awq2trt.ir import int4_op
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHS = ROOT / "graphs"
@@ -65,9 +65,9 @@ class _Builder:
             inputs.pop()
         out = f"{module}.out"
         node = helper.make_node(
-            int4_onnx.OP_TYPE, inputs, [out], domain=int4_onnx.DOMAIN, K=k, N=n, bits=4, block_size=group
+            int4_op.OP_TYPE, inputs, [out], domain=int4_op.DOMAIN, K=k, N=n, bits=4, block_size=group
         )
-        node.overload = int4_onnx.overload_name(zero_points, bias)
+        node.overload = int4_op.overload_name(zero_points, bias)
         self.overloads.add((zero_points, bias))
         self.nodes.append(node)
         return out
@@ -90,9 +90,9 @@ class _Builder:
     ) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
         opsets = [helper.make_opsetid("", OPSET)]
-        functions = [int4_onnx.make_function(zp, bias) for zp, bias in sorted(self.overloads)]
+        functions = [int4_op.make_function(zp, bias) for zp, bias in sorted(self.overloads)]
         if functions:
-            opsets.append(helper.make_opsetid(int4_onnx.DOMAIN, int4_onnx.DOMAIN_VERSION))
+            opsets.append(helper.make_opsetid(int4_op.DOMAIN, int4_op.DOMAIN_VERSION))
         model = helper.make_model(graph, opset_imports=opsets, functions=functions, producer_name="awq2trt")
         model.ir_version = 10  # function overloads
         # Typed intermediate values, as in an exported graph (the norm fusions check dtypes and ranks).

@@ -17,9 +17,10 @@ import torch
 from awq2trt.checkpoint import open_checkpoint
 from awq2trt.cli import main
 from awq2trt.errors import Awq2TrtError
-from awq2trt.frontend.export import DATA_FILE, MODEL_FILE, SIDECAR_FILE, export_checkpoint
+from awq2trt.frontend.export import DATA_FILE, MODEL_FILE, export_checkpoint
 from awq2trt.modeling import load_reference_model
 from awq2trt.quantize import quantize_checkpoint
+from awq2trt.sidecar import SIDECAR_FILE
 from tests.conftest import AWQ_FIXTURES, copy_with_config, fixture_path, max_abs_rel, reference, source_path
 from tests.ort_driver import IrSession
 

@@ -87,7 +87,7 @@ def test_int4_schema_types_its_output_under_strict_inference() -> None:
     from A and N instead of failing on an op without an inference function."""
     import onnx
 
-    from awq2trt.frontend import int4_onnx
+    from awq2trt.ir import int4_op as int4_onnx
 
     int4_onnx.register_schema()
     model = onnx.shape_inference.infer_shapes(onnx.load(str(GRAPHS / "qkv_zero_points.onnx")), strict_mode=True)
@@ -321,8 +321,39 @@ def test_manager_lists_in_declared_order() -> None:
         "cleanup",
     ]
     assert DEFAULT_PASSES.names("ir") == ["fuse_qkv", "fuse_gate_up", "cleanup"]
-    assert DEFAULT_PASSES.names("trt") == ["fuse_qkv", "fuse_gate_up", "cleanup"]
+    assert DEFAULT_PASSES.names("ort") == DEFAULT_PASSES.names()
     assert len(DEFAULT_PASSES.describe().splitlines()) == 7
+
+
+def test_targets_declare_their_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new target is one class plus one registration: the manager, --list-passes and --target follow it."""
+    from awq2trt.targets import registry
+    from awq2trt.targets.base import ExportOptions, Target
+
+    class NormsOnly(Target):
+        name = "norms-only"
+        description = "a target that runs only the norm fusions"
+        passes = ("fuse_rmsnorm", "fuse_skip_rmsnorm")
+
+        def lower(self, model: Any, options: ExportOptions) -> int:
+            return 0
+
+    monkeypatch.setattr(registry, "_TARGETS", dict(registry._TARGETS))
+    registry.register(NormsOnly())
+    assert registry.target_names() == ("ir", "ort", "norms-only")
+    assert DEFAULT_PASSES.names("norms-only") == ["fuse_rmsnorm", "fuse_skip_rmsnorm"]
+    listing = {line.split()[0]: line.split()[1] for line in DEFAULT_PASSES.describe().splitlines()}
+    assert listing["fuse_rmsnorm"] == "[ort,norms-only]" and listing["fuse_qkv"] == "[ir,ort]"
+    with pytest.raises(Awq2TrtError, match="passes for target norms-only, got fuse_qkv \\(ir,ort\\)"):
+        DEFAULT_PASSES.select("norms-only", ["fuse_qkv"])
+
+    class Broken(NormsOnly):
+        name = "broken"
+        passes = ("fuse_everything",)
+
+    registry.register(Broken())
+    with pytest.raises(ValueError, match="unknown passes"):
+        DEFAULT_PASSES.select("broken")
 
 
 def test_manager_enables_and_disables() -> None:
@@ -356,7 +387,7 @@ def test_manager_bad_names(kwargs: dict[str, Any], match: str) -> None:
 
 
 def test_bad_target() -> None:
-    with pytest.raises(Awq2TrtError, match="target: expected ir or ort or trt"):
+    with pytest.raises(Awq2TrtError, match="--target: expected ir or ort, got tensorrt"):
         run_passes(_load("gate_up"), "tensorrt")
     with pytest.raises(Awq2TrtError):
         parse_pass_list("a,,b")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import shutil
 import time
@@ -30,11 +29,12 @@ from awq2trt.atomic import atomic_output_dir, check_output_dir
 from awq2trt.checkpoint.reader import Checkpoint, open_checkpoint
 from awq2trt.checkpoint.writer import TOKENIZER_FILES
 from awq2trt.errors import Awq2TrtError
-from awq2trt.frontend import int4_onnx
+from awq2trt.frontend.int4_translation import translate_int4_matmul
 from awq2trt.frontend.kv_wrapper import KvCacheWrapper, KvLayout, dynamic_shapes, example_inputs
 from awq2trt.frontend.layer_stamp import StampMismatch, stamp_layers, template_checkpoint, template_reason
-from awq2trt.frontend.logits_to_keep import INPUT_NAME as LOGITS_TO_KEEP
-from awq2trt.frontend.logits_to_keep import KEPT_DIM, add_logits_to_keep
+from awq2trt.frontend.logits_to_keep import add_logits_to_keep
+from awq2trt.ir import io_names
+from awq2trt.ir.int4_op import register_schema
 from awq2trt.modeling.awq_linear import AwqLinear, pack_codes_pairs
 from awq2trt.modeling.loader import (
     attention_config,
@@ -47,14 +47,12 @@ from awq2trt.modeling.loader import (
 )
 from awq2trt.passes.attention import attention_windows
 from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
-from awq2trt.targets.genai_config import GENAI_CONFIG_FILE, genai_config
-from awq2trt.targets.lm_head import LM_HEAD_CHOICES, quantize_lm_head
-from awq2trt.targets.ort import ACCURACY_LEVELS, lower_to_ort
+from awq2trt.sidecar import QuantizationInfo, Sidecar, TensorSpec
+from awq2trt.targets.base import ExportOptions, Target
+from awq2trt.targets.registry import get_target
 
-TARGETS = ("ir", "ort")
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
-SIDECAR_FILE = "awq2trt.json"
 OPSET = 21
 WRAPPER_PREFIX = "model."  # the KV wrapper holds the model as `.model`
 FOLD_LIMIT = 4096  # elements: constant folding is for shape arithmetic, not for weights
@@ -95,7 +93,7 @@ def _meta_model(ckpt: Checkpoint, dtype: torch.dtype) -> tuple[torch.nn.Module, 
 
 
 def _trace(model: torch.nn.Module, layout: KvLayout, dtype: torch.dtype) -> Any:
-    int4_onnx.register_schema()
+    register_schema()
     wrapper = KvCacheWrapper(model).eval()
     try:
         with warnings.catch_warnings():
@@ -111,7 +109,7 @@ def _trace(model: torch.nn.Module, layout: KvLayout, dtype: torch.dtype) -> Any:
                 dynamic_shapes=dynamic_shapes(layout),
                 input_names=layout.input_names(),
                 output_names=layout.output_names(),
-                custom_translation_table={torch.ops.awq2trt.int4_matmul.default: int4_onnx.translate_int4_matmul},
+                custom_translation_table={torch.ops.awq2trt.int4_matmul.default: translate_int4_matmul},
                 verbose=False,
             )
     except Exception as exc:  # the exporter reports any tracing failure through its own exception types
@@ -251,13 +249,13 @@ def _clean_up(model: Any) -> None:
     """
     import onnx_ir.passes
     import onnx_ir.passes.common as common
-    from onnxscript.optimizer import _constant_folding
+    from onnxscript.optimizer import constant_folding  # the public name of the folding module
 
     passes = onnx_ir.passes.Sequential(
         common.InlinePass(),
         onnx_ir.passes.PassManager(
             [
-                _constant_folding.FoldConstantsPass(
+                constant_folding.FoldConstantsPass(
                     shape_inference=False,
                     input_size_limit=FOLD_LIMIT,
                     output_size_limit=FOLD_LIMIT,
@@ -286,19 +284,6 @@ def _fold_only_small(node: Any) -> bool | None:
     return None  # let the optimizer decide
 
 
-def _attach_functions(model: Any) -> int:
-    """Add the function body of each Int4MatMul signature the graph uses; returns the node count."""
-    import onnx_ir as ir
-
-    nodes = [n for n in model.graph if n.op_type == int4_onnx.OP_TYPE and n.domain == int4_onnx.DOMAIN]
-    for overload in sorted({n.overload for n in nodes}):
-        has_zp, has_bias = overload in ("zp", "zp_bias"), overload in ("bias", "zp_bias")
-        function = ir.serde.deserialize_function(int4_onnx.make_function(has_zp, has_bias))
-        model.functions[function.identifier()] = function
-    model.opset_imports[int4_onnx.DOMAIN] = int4_onnx.DOMAIN_VERSION
-    return len(nodes)
-
-
 def _strip_trace_metadata(model: Any) -> None:
     """Drop per-node stack traces and source locations the exporter records (they triple the graph size)."""
     for node in model.graph:
@@ -306,59 +291,65 @@ def _strip_trace_metadata(model: Any) -> None:
 
 
 def _sidecar(
-    ckpt: Checkpoint, config: dict[str, Any], layout: KvLayout, dtype: torch.dtype, int4_nodes: int
-) -> dict[str, Any]:
+    ckpt: Checkpoint,
+    config: dict[str, Any],
+    layout: KvLayout,
+    dtype: torch.dtype,
+    *,
+    target: Target,
+    options: ExportOptions,
+    int4_nodes: int,
+    passes: dict[str, int],
+    pass_nodes: dict[str, int],
+) -> Sidecar:
     rope = config.get("rope_parameters") or {}
     float_name = "float32" if dtype == torch.float32 else "float16"
     eos = config.get("eos_token_id")
-    kv_shape = ["batch", "num_kv_heads", "past_seq", "head_dim"]
-    return {
-        "format": "awq2trt-onnx",
-        "format_version": 1,
-        "target": "ir",
-        "model": MODEL_FILE,
-        "external_data": DATA_FILE,
-        "dtype": float_name,
-        "model_type": ckpt.model_type,
-        "num_layers": layout.num_layers,
-        "num_attention_heads": config["num_attention_heads"],
-        "num_kv_heads": layout.num_kv_heads,
-        "head_dim": layout.head_dim,
-        "hidden_size": config["hidden_size"],
-        "vocab_size": layout.vocab_size,
-        "max_position_embeddings": config.get("max_position_embeddings"),
-        "rope_theta": rope.get("rope_theta", config.get("rope_theta")),
-        "sliding_window": config.get("sliding_window") if config.get("use_sliding_window", True) else None,
-        "sliding_layers": [i for i, window in enumerate(attention_windows(config, layout.num_layers)) if window],
-        "bos_token_id": config.get("bos_token_id"),
-        "eos_token_id": eos if isinstance(eos, list) else ([eos] if eos is not None else []),
-        "pad_token_id": config.get("pad_token_id"),
-        "inputs": {
-            "input_ids": {"dtype": "int64", "shape": ["batch", "seq"]},
-            "attention_mask": {"dtype": "int64", "shape": ["batch", "total_seq"]},
-            "position_ids": {"dtype": "int64", "shape": ["batch", "seq"]},
-            **{name: {"dtype": float_name, "shape": kv_shape} for name in layout.past_names()},
-            # Optional (an initializer too): 0 = logits for every position, k > 0 = for the last k only.
-            LOGITS_TO_KEEP: {"dtype": "int64", "shape": [1], "default": 0},
+    kv = TensorSpec(float_name, ("batch", "num_kv_heads", "past_seq", "head_dim"))
+    ids = TensorSpec("int64", ("batch", "seq"))
+    return Sidecar(
+        target=target.name,
+        model=MODEL_FILE,
+        external_data=DATA_FILE,
+        dtype=float_name,
+        model_type=ckpt.model_type,
+        num_layers=layout.num_layers,
+        num_attention_heads=int(config["num_attention_heads"]),
+        num_kv_heads=layout.num_kv_heads,
+        head_dim=layout.head_dim,
+        hidden_size=int(config["hidden_size"]),
+        vocab_size=layout.vocab_size,
+        max_position_embeddings=config.get("max_position_embeddings"),
+        rope_theta=rope.get("rope_theta", config.get("rope_theta")),
+        sliding_window=config.get("sliding_window") if config.get("use_sliding_window", True) else None,
+        sliding_layers=tuple(i for i, window in enumerate(attention_windows(config, layout.num_layers)) if window),
+        bos_token_id=config.get("bos_token_id"),
+        eos_token_ids=tuple(eos if isinstance(eos, list) else ([eos] if eos is not None else [])),
+        pad_token_id=config.get("pad_token_id"),
+        inputs={
+            io_names.INPUT_IDS: ids,
+            io_names.ATTENTION_MASK: TensorSpec("int64", ("batch", "total_seq")),
+            io_names.POSITION_IDS: ids,
+            **dict.fromkeys(layout.past_names(), kv),
+            # Optional: 0 = logits for every position, k > 0 = for the last k only.
+            io_names.LOGITS_TO_KEEP: TensorSpec("int64", (1,), default=0),
         },
-        "outputs": {
-            "logits": {"dtype": float_name, "shape": ["batch", KEPT_DIM, "vocab"]},
-            **{name: {"dtype": float_name, "shape": kv_shape} for name in layout.present_names()},
+        outputs={
+            io_names.LOGITS: TensorSpec(float_name, ("batch", io_names.KEPT_DIM, "vocab")),
+            **dict.fromkeys(layout.present_names(), kv),
         },
-        "kv_cache": {
-            "past": "past_key_values.{layer}.{kind}",
-            "present": "present.{layer}.{kind}",
-            "shared_buffer": False,  # present = Concat(past, new): batches left-padded
-            "padding": "left",
-        },
-        "quantization": {
-            "bits": 4,
-            "group_sizes": sorted({lay.group_size for lay in ckpt.linears.values()}),
-            "zero_point": ckpt.zero_point,
-            "source_format": ckpt.format,
-            "int4_nodes": int4_nodes,
-        },
-    }
+        kv_cache=target.kv_cache(passes),
+        quantization=QuantizationInfo(
+            bits=4,
+            group_sizes=tuple(sorted({lay.group_size for lay in ckpt.linears.values()})),
+            zero_point=ckpt.zero_point,
+            source_format=ckpt.format,
+            int4_nodes=int4_nodes,
+        ),
+        passes=passes,
+        pass_nodes=pass_nodes,
+        target_options=target.target_options(options),
+    )
 
 
 def export_checkpoint(
@@ -370,7 +361,6 @@ def export_checkpoint(
     force: bool = False,
     allow_pickle: bool = False,
     progress: bool = True,
-    verify: bool = True,
     accuracy_level: int = 4,
     lm_head: str = "fp",
     passes: Sequence[str] | None = None,
@@ -380,24 +370,17 @@ def export_checkpoint(
 ) -> ExportResult:
     """Trace *checkpoint* into ``OUTPUT/model.onnx`` (+ external data, tokenizer, ``awq2trt.json``).
 
-    ``lm_head`` ``int8``/``int4`` (``ort`` target only) quantizes the dense output head as well.
-    ``passes`` names the graph passes to run (None: every pass for the target, ``[]``: none); ``fuse_mapping`` is
-    a JSON file saying which projections fuse, for model types without a built-in mapping.  ``full_trace``
+    The driver: trace -> graph passes -> the target's lowering -> save -> the target's verification.
+    *target* is a registered target name (``awq2trt.targets``); ``accuracy_level`` and ``lm_head``
+    (``int8``/``int4`` quantizes the dense output head too) are options of the targets that read them.
+    ``passes`` names the graph passes to run (None: every pass of the target, ``[]``: none); ``fuse_mapping``
+    is a JSON file saying which projections fuse, for model types without a built-in mapping.  ``full_trace``
     traces every decoder layer instead of stamping copies of a traced one (slower; same graph).
     """
-    import onnx
-
     start = time.perf_counter()
-    if target not in TARGETS:
-        raise Awq2TrtError("--target", expected=" or ".join(TARGETS), got=target)
-    if accuracy_level not in ACCURACY_LEVELS:
-        raise Awq2TrtError("--accuracy-level", expected="0, 1, 2, 3 or 4", got=accuracy_level)
-    if lm_head not in LM_HEAD_CHOICES:
-        raise Awq2TrtError("--lm-head", expected=" or ".join(LM_HEAD_CHOICES), got=lm_head)
-    if lm_head != "fp" and target != "ort":
-        raise Awq2TrtError(
-            "--lm-head", expected="fp with --target ir (a quantized head needs --target ort)", got=lm_head
-        )
+    backend = get_target(target)
+    options = ExportOptions(accuracy_level=accuracy_level, lm_head=lm_head)
+    backend.check_options(options)
     torch_dtype = resolve_dtype(dtype)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint, allow_pickle=allow_pickle)
     check_model_type(ckpt)
@@ -406,9 +389,9 @@ def export_checkpoint(
         raise Awq2TrtError(
             ckpt.folder, expected="a quantized checkpoint (AWQ or compressed-tensors)", got="dense weights"
         )
-    # Unknown pass names fail before the slow trace, not after it.
-    graph_passes.DEFAULT_PASSES.select(target, passes, disable_passes)
-    check_output_dir(Path(output), force=force)  # fail before the slow trace, not after it
+    # Unknown pass names and an existing output fail before the slow trace, not after it.
+    graph_passes.DEFAULT_PASSES.select(backend.name, passes, disable_passes)
+    check_output_dir(Path(output), force=force)
     config = attention_config(ckpt)  # which layers slide, as transformers reads config.json: trace and passes agree
     onnx_model, computed, layout = _traced_graph(ckpt, torch_dtype, full_trace, config.get("layer_types"))
     _fill_initializers(onnx_model.graph, ckpt, computed, _NUMPY_DTYPE[torch_dtype])
@@ -420,7 +403,7 @@ def export_checkpoint(
         pass_nodes: dict[str, int] = {}
         pass_counts = graph_passes.run_passes(
             onnx_model,
-            target,
+            backend.name,
             passes,
             disable_passes,
             config=config,
@@ -432,37 +415,27 @@ def export_checkpoint(
             raise Awq2TrtError(
                 "export", expected=f"{len(ckpt.linears)} quantized Linears computed by the graph", got=linears
             )
-        if target == "ort":
-            int4_nodes = lower_to_ort(onnx_model, accuracy_level=accuracy_level)
-            quantize_lm_head(onnx_model, lm_head, accuracy_level=accuracy_level)
-        else:
-            int4_nodes = _attach_functions(onnx_model)
+        int4_nodes = backend.lower(onnx_model, options)
         _strip_trace_metadata(onnx_model)
         onnx_model.producer_name = "awq2trt"
         _save(onnx_model, tmp, progress)
-        if verify:
-            graph_passes.register_ort_schemas()  # fused norms use ORT ops the onnx checker does not know
-            onnx.checker.check_model(str(tmp / MODEL_FILE), full_check=True)
-            inferred = tmp / "inferred.onnx"
-            onnx.shape_inference.infer_shapes_path(str(tmp / MODEL_FILE), str(inferred), strict_mode=True)
-            inferred.unlink()
+        backend.verify(tmp / MODEL_FILE)
         for file_name in TOKENIZER_FILES:
             if (ckpt.folder / file_name).is_file():
                 shutil.copyfile(ckpt.folder / file_name, tmp / file_name)
-        sidecar = _sidecar(ckpt, config, layout, torch_dtype, int4_nodes)
-        sidecar["target"] = target
-        sidecar["passes"] = pass_counts
-        sidecar["pass_nodes"] = pass_nodes  # graph nodes before the passes ("input") and after each one
-        if any(node.op_type == "GroupQueryAttention" for node in onnx_model.graph):
-            # past and present may be one buffer of the full context, appended in place; rows right-padded
-            sidecar["kv_cache"].update(shared_buffer=True, padding="right")
-        if target == "ort":
-            sidecar["accuracy_level"] = accuracy_level
-            sidecar["lm_head"] = lm_head
-        (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
-        if target == "ort":  # the folder doubles as an ONNX Runtime GenAI model
-            config = genai_config(sidecar, model_file=MODEL_FILE)
-            (tmp / GENAI_CONFIG_FILE).write_text(json.dumps(config, indent=4) + "\n")
+        sidecar = _sidecar(
+            ckpt,
+            config,
+            layout,
+            torch_dtype,
+            target=backend,
+            options=options,
+            int4_nodes=int4_nodes,
+            passes=pass_counts,
+            pass_nodes=pass_nodes,  # graph nodes before the passes ("input") and after each one
+        )
+        sidecar.write(tmp)
+        backend.write_extra_files(tmp, sidecar)
         data_bytes = (tmp / DATA_FILE).stat().st_size
     seconds = time.perf_counter() - start
     return ExportResult(Path(output), int4_nodes, len(ckpt.linears), seconds, data_bytes, pass_counts)

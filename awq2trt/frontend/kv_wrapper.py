@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from awq2trt.ir import io_names
+
 
 @dataclass(frozen=True)
 class KvLayout:
@@ -29,16 +31,16 @@ class KvLayout:
         return cls(config.num_hidden_layers, kv_heads, head_dim, config.vocab_size)
 
     def past_names(self) -> list[str]:
-        return [f"past_key_values.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
+        return io_names.past_names(self.num_layers)
 
     def present_names(self) -> list[str]:
-        return [f"present.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
+        return io_names.present_names(self.num_layers)
 
     def input_names(self) -> list[str]:
-        return ["input_ids", "attention_mask", "position_ids", *self.past_names()]
+        return io_names.input_names(self.num_layers)
 
     def output_names(self) -> list[str]:
-        return ["logits", *self.present_names()]
+        return io_names.output_names(self.num_layers)
 
 
 class KvCacheWrapper(nn.Module):
@@ -89,8 +91,8 @@ def example_inputs(layout: KvLayout, dtype: torch.dtype, device: str = "cpu") ->
 def dynamic_shapes(layout: KvLayout) -> dict:
     batch, seq, total, past = "batch", "seq", "total_seq", "past_seq"
     return {
-        "input_ids": {0: batch, 1: seq},
-        "attention_mask": {0: batch, 1: total},
-        "position_ids": {0: batch, 1: seq},
+        io_names.INPUT_IDS: {0: batch, 1: seq},
+        io_names.ATTENTION_MASK: {0: batch, 1: total},
+        io_names.POSITION_IDS: {0: batch, 1: seq},
         "past": [{0: batch, 2: past}] * (2 * layout.num_layers),
     }

@@ -12,23 +12,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from awq2trt.ir.ort_schemas import register_ort_schemas
 from awq2trt.passes.fuse_int4 import linears_computed
-from awq2trt.passes.manager import TARGETS, Pass, PassContext, PassManager, counts_line, parse_pass_list
+from awq2trt.passes.manager import Pass, PassContext, PassManager, counts_line, parse_pass_list
 from awq2trt.passes.mappings import BUILTIN, FusionMapping, resolve_mapping
-from awq2trt.passes.norms import register_ort_schemas
 from awq2trt.passes.registry import DEFAULT_PASSES
 
 __all__ = [
     "BUILTIN",
     "DEFAULT_PASSES",
-    "TARGETS",
     "FusionMapping",
     "Pass",
     "PassContext",
     "PassManager",
     "counts_line",
     "linears_computed",
-    "list_passes",
     "parse_pass_list",
     "register_ort_schemas",
     "resolve_mapping",
@@ -37,10 +35,6 @@ __all__ = [
 
 
 INT4_FUSIONS = frozenset({"fuse_qkv", "fuse_gate_up"})  # the passes that need a fusion mapping
-
-
-def list_passes(target: str | None = None) -> list[str]:
-    return DEFAULT_PASSES.names(target)
 
 
 def run_passes(

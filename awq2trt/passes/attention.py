@@ -24,18 +24,20 @@ context length (``past_present_share_buffer``), which is what makes the cache fr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from awq2trt.ir import io_names
+from awq2trt.ir.graph import MS_DOMAIN, STANDARD_DOMAINS, constant, only_consumer, producer, scalar
 from awq2trt.passes.manager import PassContext
 
-MS_DOMAIN = "com.microsoft"
-PAST = "past_key_values.{layer}.{kind}"
-PRESENT = "present.{layer}.{kind}"
-MASK_INPUT = "attention_mask"
+PAST = io_names.PAST_TEMPLATE
+PRESENT = io_names.PRESENT_TEMPLATE
+MASK_INPUT = io_names.ATTENTION_MASK
 _SHAPE_OPS = frozenset({"Reshape", "Transpose", "Expand", "Slice", "Unsqueeze", "Squeeze", "Identity"})
 _PERM_BNSH = [0, 2, 1, 3]
 
@@ -81,31 +83,8 @@ class _Match:
     output: Any  # [batch, seq, heads * head_dim]: what o_proj reads
 
 
-def _producer(value: Any, *op_types: str) -> Any:
-    node = value.producer() if value is not None else None
-    if node is None or node.op_type not in op_types:
-        return None
-    return node if node.domain in ("", "ai.onnx", MS_DOMAIN) else None
-
-
-def _only_consumer(value: Any) -> Any:
-    uses = list(value.uses())
-    return uses[0][0] if len(uses) == 1 and not value.is_graph_output() else None
-
-
-def _constant(value: Any) -> np.ndarray | None:
-    if value is None:
-        return None
-    tensor = value.const_value
-    if tensor is None and (node := _producer(value, "Constant")) is not None:
-        attr = node.attributes.get("value")
-        tensor = attr.as_tensor() if attr is not None else None
-    return None if tensor is None else tensor.numpy()
-
-
-def _scalar(value: Any) -> float | None:
-    array = _constant(value)
-    return float(array.reshape(-1)[0]) if array is not None and array.size == 1 else None
+# Attention patterns may start from ops earlier passes made (RotaryEmbedding): match ORT's domain too.
+_producer = functools.partial(producer, domains=(*STANDARD_DOMAINS, MS_DOMAIN))
 
 
 def _perm(node: Any) -> list[int] | None:
@@ -140,9 +119,9 @@ def _strip_scale(value: Any) -> tuple[Any, float] | None:
     if mul is None:
         return value, 1.0
     left, right = mul.inputs
-    if (s := _scalar(right)) is not None:
+    if (s := scalar(right)) is not None:
         return left, s
-    if (s := _scalar(left)) is not None:
+    if (s := scalar(left)) is not None:
         return right, s
     return None
 
@@ -184,10 +163,10 @@ def _matmuls_reading(source: Any, limit: int = 12) -> list[Any]:
 def _attention_output(scores_matmul: Any, present_value: Any) -> Any:
     """From the QK MatMul forward to the [batch, seq, hidden] attention output, or None if the form differs."""
     value = scores_matmul.outputs[0]
-    add = _only_consumer(value)
+    add = only_consumer(value)
     if add is not None and add.op_type == "Add":  # the mask
         value = add.outputs[0]
-        softmax = _only_consumer(value)
+        softmax = only_consumer(value)
     else:
         softmax = add
     if softmax is None or softmax.op_type != "Softmax":
@@ -200,7 +179,7 @@ def _attention_output(scores_matmul: Any, present_value: Any) -> Any:
     where = next((n for n in consumers if n.op_type == "Where"), None)
     if where is not None:  # Where(IsNaN(p), 0, p): rows with no visible key give 0 instead of NaN
         probs = where.outputs[0]
-    pv = _only_consumer(probs)
+    pv = only_consumer(probs)
     if pv is None or pv.op_type != "MatMul" or pv.inputs[0] is not probs:
         return None
     if not _reads_only(pv.inputs[1], present_value):
@@ -208,7 +187,7 @@ def _attention_output(scores_matmul: Any, present_value: Any) -> Any:
     value = pv.outputs[0]
     transposed = False
     for _ in range(4):  # Reshape -> Transpose(0,2,1,3) -> Reshape to rank 3
-        node = _only_consumer(value)
+        node = only_consumer(value)
         if node is None or node.op_type not in ("Reshape", "Transpose"):
             return None
         if node.op_type == "Transpose":
@@ -302,7 +281,7 @@ def _packed_source(match: _Match, shape: AttentionShape) -> Any:
     if split is None or list(split.outputs) != [match.query, match.key, match.value]:
         return None
     axis = split.attributes.get("axis")
-    sizes = _constant(split.inputs[1]) if len(split.inputs) > 1 else None
+    sizes = constant(split.inputs[1]) if len(split.inputs) > 1 else None
     expected = [shape.num_heads * shape.head_dim, *[shape.kv_heads * shape.head_dim] * 2]
     if axis is None or axis.as_int() not in (-1, 2) or sizes is None or sizes.tolist() != expected:
         return None

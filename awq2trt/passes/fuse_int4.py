@@ -21,20 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from awq2trt.frontend import int4_onnx
+from awq2trt.ir import int4_op
+from awq2trt.ir.graph import take_over
 from awq2trt.passes.manager import PassContext
 from awq2trt.passes.mappings import GATE_UP, QKV
 
 LINEARS_META = "awq2trt.linears"  # how many Linears an Int4MatMul computes (1 unless fused)
 
 
-def int4_nodes(graph: Any) -> list[Any]:
-    return [n for n in graph if n.op_type == int4_onnx.OP_TYPE and n.domain == int4_onnx.DOMAIN]
-
-
 def linears_computed(model: Any) -> int:
     """How many quantized Linears the graph's Int4MatMul nodes compute, counting each fused member."""
-    return sum(int(n.meta.get(LINEARS_META, 1)) for n in int4_nodes(model.graph))
+    return sum(int(n.meta.get(LINEARS_META, 1)) for n in int4_op.int4_nodes(model.graph))
 
 
 def _inputs(node: Any) -> list[Any]:
@@ -112,8 +109,8 @@ def _fuse(graph: Any, members: list[Any], fused_module: str) -> None:
     attributes = {name: attr for name, attr in first.attributes.items()}
     attributes["N"] = ir.AttrInt64("N", sum(columns))
     fused = ir.Node(
-        int4_onnx.DOMAIN,
-        int4_onnx.OP_TYPE,
+        int4_op.DOMAIN,
+        int4_op.OP_TYPE,
         [first.inputs[0], *weights],
         attributes=list(attributes.values()),
         overload=first.overload,
@@ -145,11 +142,8 @@ def _fuse(graph: Any, members: list[Any], fused_module: str) -> None:
     old_weights = [v for n in members for v in _inputs(n)[1:] if v is not None]
     for node, new in zip(members, split.outputs, strict=True):
         old = node.outputs[0]
-        name = old.name
         new.type, new.shape = old.type, old.shape
-        old.replace_all_uses_with(new)
-        old.name = f"{name}.unfused"  # free the name for the Split's output
-        new.name = name
+        take_over(old, new, suffix="unfused")
     graph.remove(members, safe=True)
     for value in old_weights:
         graph.initializers.pop(value.name)
@@ -161,7 +155,7 @@ def fuse_groups(model: Any, group: str, members: tuple[str, ...]) -> int:
         return 0
     graph = model.graph
     by_site: dict[tuple[int, str], dict[str, Any]] = defaultdict(dict)
-    for node in int4_nodes(graph):
+    for node in int4_op.int4_nodes(graph):
         parts = _module_parts(node)
         if parts is not None and parts[1] in members and node.inputs[0] is not None:
             by_site[(id(node.inputs[0]), parts[0])][parts[1]] = node

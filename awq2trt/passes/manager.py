@@ -1,7 +1,8 @@
 """The pass manager: a declared order of named passes, each for some targets, selectable by name.
 
-A pass is a function ``run(model, context) -> int`` (the number of rewrites it made) with a name, a one-line
-description and the targets it serves (``ir``: the portable graph, ``ort``: ONNX Runtime, ``trt``: TensorRT).
+A pass is a function ``run(model, context) -> int`` (the number of rewrites it made) with a name and a one-line
+description.  Which passes a target runs is the target's declaration (``awq2trt.targets``: ``Target.passes``);
+the manager runs them in its own declared order.
 Passes run on the traced graph after cleanup and before a target's lowering, in place, and never read weight
 data: new initializers are lazy tensors derived from the old ones (materialized when the model is saved).
 """
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awq2trt.errors import Awq2TrtError
+from awq2trt.ir.graph import node_count
 from awq2trt.passes.mappings import FusionMapping
+from awq2trt.targets.registry import all_targets, get_target
 
-TARGETS = ("ir", "ort", "trt")
 log = logging.getLogger(__name__)
 
 
@@ -37,11 +39,10 @@ class PassContext:
 class Pass:
     name: str
     description: str
-    targets: frozenset[str]
     run: Callable[[Any, PassContext], int]
 
     def applies_to(self, target: str) -> bool:
-        return target in self.targets
+        return self.name in get_target(target).passes
 
 
 class PassManager:
@@ -52,10 +53,6 @@ class PassManager:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate pass names: {duplicates}")
-        for p in passes:
-            unknown = set(p.targets) - set(TARGETS)
-            if unknown:
-                raise ValueError(f"pass {p.name}: unknown targets {sorted(unknown)}")
         self._passes = list(passes)
 
     @property
@@ -71,10 +68,15 @@ class PassManager:
                 return p
         raise Awq2TrtError("--passes", expected=f"one of {', '.join(self.names())}", got=name)
 
+    def targets_of(self, name: str) -> list[str]:
+        return [t.name for t in all_targets() if name in t.passes]
+
     def describe(self) -> str:
         """One line per pass, in running order (what ``--list-passes`` prints)."""
         width = max(len(p.name) for p in self._passes)
-        targets = {p.name: "[" + ",".join(t for t in TARGETS if t in p.targets) + "]" for p in self._passes}
+        targets = {
+            p.name: "[" + ",".join(t.name for t in all_targets() if p.name in t.passes) + "]" for p in self._passes
+        }
         column = max(len(t) for t in targets.values())
         return "\n".join(f"{p.name:<{width}}  {targets[p.name]:<{column}}  {p.description}" for p in self._passes)
 
@@ -83,13 +85,16 @@ class PassManager:
 
         Naming a pass that does not exist, or enabling one that does not serve *target*, is a user error.
         """
-        check_target(target)
+        declared = get_target(target).passes
+        unknown = [name for name in declared if name not in self.names()]
+        if unknown:  # a target naming a pass nobody registered is a programming error, not a user's
+            raise ValueError(f"target {target} names unknown passes {unknown}")
         for name in [*(enabled or ()), *disabled]:
             self.get(name)
         if enabled is not None:
             wrong = [n for n in enabled if not self.get(n).applies_to(target)]
             if wrong:
-                targets = ", ".join(f"{n} ({','.join(sorted(self.get(n).targets))})" for n in wrong)
+                targets = ", ".join(f"{n} ({','.join(self.targets_of(n))})" for n in wrong)
                 raise Awq2TrtError("--passes", expected=f"passes for target {target}", got=targets)
         chosen = set(enabled) if enabled is not None else set(self.names(target))
         return [p for p in self._passes if p.name in chosen and p.name not in set(disabled) and p.applies_to(target)]
@@ -102,12 +107,12 @@ class PassManager:
         disabled: Sequence[str] = (),
     ) -> dict[str, int]:
         counts: dict[str, int] = {}
-        context.nodes["input"] = before = _node_count(model)
+        context.nodes["input"] = before = node_count(model)
         for p in self.select(context.target, enabled, disabled):
             start = time.perf_counter()
             counts[p.name] = int(p.run(model, context))
             context.seconds[p.name] = time.perf_counter() - start
-            context.nodes[p.name] = after = _node_count(model)
+            context.nodes[p.name] = after = node_count(model)
             log.info(
                 "pass %s: %d rewrites, %d -> %d nodes in %.2f s",
                 p.name,
@@ -118,15 +123,6 @@ class PassManager:
             )
             before = after
         return counts
-
-
-def _node_count(model: Any) -> int:
-    return sum(1 for _ in model.graph)  # the main graph (function bodies are not the graph a runtime plans)
-
-
-def check_target(target: str) -> None:
-    if target not in TARGETS:
-        raise Awq2TrtError("target", expected=" or ".join(TARGETS), got=target)
 
 
 def parse_pass_list(text: str | None) -> list[str] | None:

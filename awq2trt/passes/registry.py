@@ -1,4 +1,4 @@
-"""The passes awq2trt ships, in the order they run."""
+"""The passes awq2trt ships, in the order they run (each target says which of them it runs)."""
 
 from __future__ import annotations
 
@@ -9,32 +9,26 @@ from awq2trt.passes.manager import Pass, PassManager
 from awq2trt.passes.norms import fuse_rmsnorm, fuse_skip_rmsnorm
 from awq2trt.passes.rotary import fuse_rotary
 
-ALL = frozenset({"ir", "ort", "trt"})
-ORT = frozenset({"ort"})
-
 DEFAULT_PASSES = PassManager(
     [
-        Pass("fuse_qkv", "q/k/v Int4MatMuls on one input -> one Int4MatMul + Split (awq2trt)", ALL, fuse_qkv),
-        Pass("fuse_gate_up", "gate/up Int4MatMuls on one input -> one Int4MatMul + Split (awq2trt)", ALL, fuse_gate_up),
-        Pass("fuse_rmsnorm", "RMSNorm -> SimplifiedLayerNormalization (onnxscript)", ORT, fuse_rmsnorm),
+        Pass("fuse_qkv", "q/k/v Int4MatMuls on one input -> one Int4MatMul + Split (awq2trt)", fuse_qkv),
+        Pass("fuse_gate_up", "gate/up Int4MatMuls on one input -> one Int4MatMul + Split (awq2trt)", fuse_gate_up),
+        Pass("fuse_rmsnorm", "RMSNorm -> SimplifiedLayerNormalization (onnxscript)", fuse_rmsnorm),
         Pass(
             "fuse_skip_rmsnorm",
             "residual Add + SimplifiedLayerNormalization -> SkipSimplifiedLayerNormalization (onnxscript)",
-            ORT,
             fuse_skip_rmsnorm,
         ),
         Pass(
             "fuse_rotary",
             "rotary embedding -> com.microsoft.RotaryEmbedding with cos/sin caches (onnxscript + awq2trt)",
-            ORT,
             fuse_rotary,
         ),
         Pass(
             "fuse_gqa",
             "attention + KV-cache Concat -> com.microsoft.GroupQueryAttention (awq2trt)",
-            ORT,
             fuse_gqa,
         ),
-        Pass("cleanup", "remove dead nodes and initializers, sort topologically", ALL, cleanup),
+        Pass("cleanup", "remove dead nodes and initializers, sort topologically", cleanup),
     ]
 )

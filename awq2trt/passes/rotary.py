@@ -19,63 +19,42 @@ from typing import Any
 
 import numpy as np
 
+from awq2trt.ir.graph import MS_DOMAIN, constant, producer, scalar, take_over
 from awq2trt.passes.manager import PassContext
 
 FUSION_DOMAIN = "ai.onnxruntime._fusion"
-MS_DOMAIN = "com.microsoft"
-
-
-def _producer(value: Any, op_type: str) -> Any:
-    node = value.producer() if value is not None else None
-    return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") else None
-
-
-def _constant(value: Any) -> np.ndarray | None:
-    if value is None:
-        return None
-    tensor = value.const_value
-    if tensor is None:
-        node = _producer(value, "Constant")
-        attr = node.attributes.get("value") if node is not None else None
-        tensor = attr.as_tensor() if attr is not None else None
-    return None if tensor is None else tensor.numpy()
-
-
-def _scalar(value: Any) -> float | None:
-    array = _constant(value)
-    return float(array.reshape(-1)[0]) if array is not None and array.size == 1 else None
 
 
 def _angles_source(value: Any, kind: str) -> tuple[Any, Any, float, Any] | None:
     """From a rotary cos/sin input back to (position_ids, inv_freq, scaling, target dtype or None)."""
-    unsqueeze = _producer(value, "Unsqueeze")
-    if unsqueeze is None or (axes := _constant(unsqueeze.inputs[1])) is None or axes.tolist() != [1]:
+    unsqueeze = producer(value, "Unsqueeze")
+    if unsqueeze is None or (axes := constant(unsqueeze.inputs[1])) is None or axes.tolist() != [1]:
         return None
     value, dtype = unsqueeze.inputs[0], None
-    if (cast := _producer(value, "Cast")) is not None:
+    if (cast := producer(value, "Cast")) is not None:
         value, dtype = cast.inputs[0], cast.attributes["to"].as_int()
     scaling = 1.0
-    if (mul := _producer(value, "Mul")) is not None:
+    if (mul := producer(value, "Mul")) is not None:
         left, right = mul.inputs
-        scale = _scalar(right) if _scalar(right) is not None else _scalar(left)
+        scale = scalar(right) if scalar(right) is not None else scalar(left)
         if scale is None:
             return None
-        scaling, value = scale, (left if _scalar(right) is not None else right)
-    trig = _producer(value, kind)
-    concat = _producer(trig.inputs[0], "Concat") if trig is not None else None
+        scaling, value = scale, (left if scalar(right) is not None else right)
+    trig = producer(value, kind)
+    concat = producer(trig.inputs[0], "Concat") if trig is not None else None
     if concat is None or len(concat.inputs) != 2 or concat.inputs[0] is not concat.inputs[1]:
         return None
-    freqs = _producer(concat.inputs[0], "Mul")
+    freqs = producer(concat.inputs[0], "Mul")
     if freqs is None or concat.attributes["axis"].as_int() != -1:
         return None
     for positions, inv_freq in (freqs.inputs, reversed(freqs.inputs)):
-        table = _constant(inv_freq)
-        cast = _producer(positions, "Cast")
-        unsq = _producer(cast.inputs[0], "Unsqueeze") if cast is not None else None
+        table = constant(inv_freq)
+        cast = producer(positions, "Cast")
+        unsq = producer(cast.inputs[0], "Unsqueeze") if cast is not None else None
         if table is None or unsq is None or table.ndim != 1:
             continue
         ids = unsq.inputs[0]
-        axes = _constant(unsq.inputs[1])
+        axes = constant(unsq.inputs[1])
         if axes is None or axes.tolist() not in ([2], [-1]) or ids.shape is None or ids.shape.rank() != 2:
             continue
         return ids, inv_freq, scaling, dtype
@@ -88,7 +67,7 @@ def _caches(graph: Any, inv_freq: Any, scaling: float, dtype: Any, rows: int, ca
 
     key = (id(inv_freq), scaling, dtype)
     if key not in cache:
-        table = _constant(inv_freq).astype(np.float32)
+        table = constant(inv_freq).astype(np.float32)
         # The same float32 product the traced graph computes, then cos/sin and the scaling in float32.
         angles = np.arange(rows, dtype=np.float32)[:, None] * table[None, :]
         pair = []
@@ -134,10 +113,7 @@ def _to_contrib(model: Any, max_positions: int) -> int:
         graph.insert_before(node, fused)
         out, new = node.outputs[0], fused.outputs[0]
         new.type, new.shape = out.type, out.shape
-        name = out.name
-        out.replace_all_uses_with(new, replace_graph_outputs=True)  # a rotation may be a graph output
-        out.name = f"{name}.unfused"
-        new.name = name
+        take_over(out, new, suffix="unfused", graph_outputs=True)  # a rotation may be a graph output
         graph.remove(node, safe=True)
         count += 1
     return count

@@ -1,1 +1,11 @@
-"""Backend lowerings of the IR graph: one module per target."""
+"""Backend lowerings of the IR graph: one module per target, registered here (one line each).
+
+``registry.get_target(name)`` gives a target; ``registry.target_names()`` the CLI's ``--target`` choices.
+"""
+
+from awq2trt.targets.ir import IrTarget
+from awq2trt.targets.ort import OrtTarget
+from awq2trt.targets.registry import register
+
+register(IrTarget())
+register(OrtTarget())

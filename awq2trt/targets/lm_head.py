@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from awq2trt.errors import Awq2TrtError
-from awq2trt.frontend.logits_to_keep import logits_matmul
-from awq2trt.targets.ort import pack_zero_points
+from awq2trt.ir.graph import MS_DOMAIN, logits_matmul, take_over
+from awq2trt.targets.matmul_nbits import pack_zero_points
 
 LM_HEAD_CHOICES = ("fp", "int8", "int4")
 BITS = {"int8": 8, "int4": 4}
@@ -118,20 +118,18 @@ def quantize_lm_head(model: Any, choice: str, *, block_size: int = DEFAULT_BLOCK
         "MatMulNBits",
         [matmul.inputs[0], b, scales, zeros],
         attributes={"K": k, "N": n, "bits": bits, "block_size": block_size, "accuracy_level": accuracy_level},
-        domain="com.microsoft",
+        domain=MS_DOMAIN,
         name="lm_head/MatMulNBits",
     )
     graph.insert_before(matmul, lowered)
     logits = matmul.outputs[0]
     out = lowered.outputs[0]
     out.shape, out.type = logits.shape, logits.type
-    logits.replace_all_uses_with(out, replace_graph_outputs=True)
-    logits.name = "logits.dense"
-    out.name = "logits"
+    take_over(logits, out, suffix="dense", graph_outputs=True)
     graph.remove(matmul, safe=True)
     if transpose is not None and not transpose.outputs[0].uses():
         graph.remove(transpose, safe=True)
     if not weight.uses() and weight.name in graph.initializers:  # an untied head is no longer read at all
         graph.initializers.pop(weight.name)
-    model.opset_imports["com.microsoft"] = 1
+    model.opset_imports[MS_DOMAIN] = 1
     return True

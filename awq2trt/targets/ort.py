@@ -16,23 +16,23 @@ MatMulNBits is ONNX Runtime's own int4 kernel (CPU and CUDA), so the lowered gra
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from awq2trt.errors import Awq2TrtError
-from awq2trt.frontend import int4_onnx
+from awq2trt.ir import int4_op
+from awq2trt.ir.graph import MS_DOMAIN, take_over
+from awq2trt.ir.ort_schemas import register_ort_schemas
+from awq2trt.sidecar import KvCacheSpec, Sidecar
+from awq2trt.targets.base import ExportOptions, Target
+from awq2trt.targets.genai_config import write_genai_config
+from awq2trt.targets.lm_head import LM_HEAD_CHOICES, quantize_lm_head
+from awq2trt.targets.matmul_nbits import pack_zero_points
 
-MS_DOMAIN = "com.microsoft"
 ACCURACY_LEVELS = (0, 1, 2, 3, 4)
-
-
-def pack_zero_points(zeros: np.ndarray) -> np.ndarray:
-    """uint8 codes [N, G'] -> [N, ceil(G'/2)], column 2j in the low nibble, each row padded on its own."""
-    n, groups = zeros.shape
-    if groups % 2:
-        zeros = np.concatenate([zeros, np.zeros((n, 1), np.uint8)], axis=1)
-    return (zeros[:, 0::2] | (zeros[:, 1::2] << 4)).astype(np.uint8)
 
 
 def _check_block_size(node_name: str, k: int, block_size: int) -> None:
@@ -71,7 +71,7 @@ def lower_to_ort(model: Any, *, accuracy_level: int = 4) -> int:
     graph = model.graph
     count = 0
     for node in list(graph):
-        if node.op_type != int4_onnx.OP_TYPE or node.domain != int4_onnx.DOMAIN:
+        if not int4_op.is_int4_matmul(node):
             continue
         a, b, scales, zeros, bias = (list(node.inputs) + [None] * 5)[:5]
         k, n = node.attributes["K"].as_int(), node.attributes["N"].as_int()
@@ -93,14 +93,49 @@ def lower_to_ort(model: Any, *, accuracy_level: int = 4) -> int:
             name=_module_name(b.name) + "/MatMulNBits",
         )
         graph.insert_before(node, lowered)
-        output_name = node.outputs[0].name
-        node.outputs[0].replace_all_uses_with(lowered.outputs[0])
-        node.outputs[0].name = f"{output_name}.int4"  # free the name for the lowered output
-        lowered.outputs[0].name = output_name
+        take_over(node.outputs[0], lowered.outputs[0], suffix="int4")
         graph.remove(node, safe=True)
         count += 1
     model.opset_imports[MS_DOMAIN] = 1
-    model.opset_imports.pop(int4_onnx.DOMAIN, None)
-    for key in [k for k in model.functions if k[0] == int4_onnx.DOMAIN]:
-        del model.functions[key]
+    int4_op.drop_functions(model)
     return count
+
+
+class OrtTarget(Target):
+    """ONNX Runtime: MatMulNBits, ORT's fused norms, rotary and GroupQueryAttention; a GenAI model folder."""
+
+    name = "ort"
+    description = "ONNX Runtime: MatMulNBits int4 kernels and ORT's contrib LLM ops (also an ORT GenAI folder)"
+    passes: ClassVar[tuple[str, ...]] = (
+        "fuse_qkv",
+        "fuse_gate_up",
+        "fuse_rmsnorm",
+        "fuse_skip_rmsnorm",
+        "fuse_rotary",
+        "fuse_gqa",
+        "cleanup",
+    )
+    options = frozenset({"accuracy_level", "lm_head"})
+
+    def check_options(self, options: ExportOptions) -> None:
+        super().check_options(options)
+        if options.accuracy_level not in ACCURACY_LEVELS:
+            raise Awq2TrtError("--accuracy-level", expected="0, 1, 2, 3 or 4", got=options.accuracy_level)
+        if options.lm_head not in LM_HEAD_CHOICES:
+            raise Awq2TrtError("--lm-head", expected=" or ".join(LM_HEAD_CHOICES), got=options.lm_head)
+
+    def lower(self, model: Any, options: ExportOptions) -> int:
+        count = lower_to_ort(model, accuracy_level=options.accuracy_level)
+        quantize_lm_head(model, options.lm_head, accuracy_level=options.accuracy_level)
+        return count
+
+    def kv_cache(self, passes_run: Collection[str]) -> KvCacheSpec:
+        # GroupQueryAttention appends in place: past and present may be one buffer of the full context.
+        return KvCacheSpec(shared_buffer="fuse_gqa" in passes_run)
+
+    def write_extra_files(self, folder: Path, sidecar: Sidecar) -> list[str]:
+        return [write_genai_config(folder, sidecar)]  # the folder doubles as an ONNX Runtime GenAI model
+
+    def verify(self, model_path: Path) -> None:
+        register_ort_schemas()  # fused norms use ORT ops the onnx checker does not know otherwise
+        super().verify(model_path)

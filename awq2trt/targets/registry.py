@@ -18,6 +18,9 @@ def register(target: Target) -> Target:
 def _load() -> None:
     import awq2trt.targets  # noqa: F401  (its __init__ registers the built-in targets)
 
+    if not _TARGETS:  # a partial import (registry imported while the package initializes) must not pass silently
+        raise RuntimeError("no export targets registered")
+
 
 def target_names() -> tuple[str, ...]:
     _load()

@@ -1,4 +1,4 @@
-"""``awq2trt::Int4MatMul``: its ONNX schema, the translation from the torch op, and its function bodies.
+"""``awq2trt::Int4MatMul``: its ONNX schema, its function bodies, and how graphs find and complete its nodes.
 
 Node inputs: A (activations [..., K]), B (codes uint8 [N, ceil(K/2)], even k in the low nibble), scales
 [N, K/G] (A's dtype), zero_points (uint8 codes [N, K/G]; optional, absent = 8 = symmetric), bias ([N];
@@ -83,26 +83,6 @@ def register_schema() -> None:
     onnx.defs.register_schema(op_schema)
 
 
-def translate_int4_matmul(
-    x: Any,
-    qweight: Any,
-    scales: Any,
-    zeros: Any = None,
-    bias: Any = None,
-    in_features: int = 0,
-    group_size: int = 0,
-) -> Any:
-    """onnxscript translation of ``torch.ops.awq2trt.int4_matmul`` for the dynamo exporter."""
-    import onnxscript
-
-    register_schema()
-    op = onnxscript.values.Opset(DOMAIN, DOMAIN_VERSION)
-    out_features = int(scales.shape[0])
-    y = op.Int4MatMul(x, qweight, scales, zeros, bias, K=in_features, N=out_features, bits=4, block_size=group_size)
-    y.producer().overload = overload_name(zeros is not None, bias is not None)
-    return y
-
-
 def _constant(name: str, value: np.ndarray) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
 
@@ -159,5 +139,34 @@ def make_function(has_zero_points: bool, has_bias: bool) -> onnx.FunctionProto:
     return function
 
 
-def all_functions() -> list[onnx.FunctionProto]:
-    return [make_function(zp, bias) for zp in (False, True) for bias in (False, True)]
+def is_int4_matmul(node: Any) -> bool:
+    """Whether an onnx_ir node is an ``awq2trt::Int4MatMul``."""
+    return node.op_type == OP_TYPE and node.domain == DOMAIN
+
+
+def int4_nodes(graph: Any) -> list[Any]:
+    return [node for node in graph if is_int4_matmul(node)]
+
+
+def attach_functions(model: Any) -> int:
+    """Give the onnx_ir *model* the function body of each Int4MatMul signature it uses; returns the node count.
+
+    Functions are attached only once the graph is final, so that no inliner (the exporter's, onnx_ir's)
+    replaces the nodes by their bodies.
+    """
+    import onnx_ir as ir
+
+    nodes = int4_nodes(model.graph)
+    for overload in sorted({node.overload for node in nodes}):
+        has_zp, has_bias = overload in ("zp", "zp_bias"), overload in ("bias", "zp_bias")
+        function = ir.serde.deserialize_function(make_function(has_zp, has_bias))
+        model.functions[function.identifier()] = function
+    model.opset_imports[DOMAIN] = DOMAIN_VERSION
+    return len(nodes)
+
+
+def drop_functions(model: Any) -> None:
+    """Remove the op's domain and function bodies once a lowering has replaced every node."""
+    model.opset_imports.pop(DOMAIN, None)
+    for key in [key for key in model.functions if key[0] == DOMAIN]:
+        del model.functions[key]
