@@ -93,3 +93,42 @@ def test_quantize_refuses_quantized_input_and_bad_group(tmp_path: Path) -> None:
     assert not (tmp_path / "b").exists()
     with pytest.raises(Awq2TrtError, match="--method"):
         quantize_checkpoint(source_path("llama"), tmp_path / "c", method="gptq", progress=False)
+
+
+def test_one_rounding_rule_for_rtn_awq_and_the_output_head() -> None:
+    """RTN, AWQ's fake quantization (torch) and the --lm-head quantizer (numpy) round identically."""
+    from awq2trt.quantize.awq.fake_quant import fake_quantize_weight
+    from awq2trt.quantize.rtn import round_to_nearest
+    from awq2trt.targets.lm_head import rtn_groups
+
+    w = np.random.default_rng(1).standard_normal((16, 128)).astype(np.float32) * 0.05
+    w[0, :64] = 0.25  # a constant group: its range is floored by MIN_SCALE
+    for zero_point in (True, False):
+        written = rtn_quantize(w, 64, zero_point=zero_point).dequantize()
+        np.testing.assert_array_equal(fake_quantize_weight(torch.from_numpy(w), 64, zero_point=zero_point), written)
+        np.testing.assert_allclose(written, numpy_rtn(w, 64, zero_point), rtol=0, atol=1e-7)
+    groups = w.reshape(16, 2, 64)
+    for bits in (4, 8):
+        codes, scales, zeros = rtn_groups(w, bits, 64)
+        ref_codes, ref_scales, ref_zeros = round_to_nearest(torch.from_numpy(groups), bits=bits)
+        np.testing.assert_array_equal(codes, ref_codes.numpy().reshape(16, 128))
+        np.testing.assert_array_equal(scales, ref_scales.numpy()[..., 0])
+        np.testing.assert_array_equal(zeros, ref_zeros.numpy()[..., 0])
+    np.testing.assert_array_equal(rtn_groups(w, 4, 64)[0], rtn_quantize(w, 64).qweight)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_constant_group_keeps_a_nonzero_fp16_scale(bits: int) -> None:
+    """The one MIN_SCALE (1e-5) survives fp16 at 8 bits; the head's former 1e-8 stored 0 and NaN codes."""
+    from awq2trt.quantize.rtn import MIN_SCALE
+    from awq2trt.targets.lm_head import rtn_groups
+
+    assert MIN_SCALE == 1e-5
+    w = np.zeros((2, 32), np.float32)
+    w[1] = -0.5  # constant and away from zero: the rule's clamped zero point cannot reach it, but stays finite
+    codes, scales, zeros = rtn_groups(w, bits, 32)
+    expected_scale = np.float32(np.float16(MIN_SCALE / ((1 << bits) - 1)))
+    assert expected_scale > 0 and np.all(scales == expected_scale)
+    dequantized = (codes.astype(np.float32) - np.repeat(zeros, 32, axis=1)) * np.repeat(scales, 32, axis=1)
+    assert np.all(np.isfinite(dequantized)) and np.abs(dequantized[0]).max() == 0
+    assert np.all(zeros[1] == (1 << bits) - 1) and np.all(codes[1] == 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from awq2trt.architectures import ARCHITECTURES
 from awq2trt.errors import Awq2TrtError
 
 VERSIONS = ("gemm", "gemv", "exllama", "ipex")
@@ -27,20 +28,9 @@ FUSE_OPTIONAL_KEYS = ("rope_theta", "max_seq_len")
 EXLLAMA_DEFAULTS = {"version": 2, "max_input_len": 2048, "max_batch_size": 8}
 DEFAULT_NOT_CONVERT = ("lm_head",)
 
-# Built-in fused mappings, as in transformers' AWQ integration.  A model type without one needs a
-# user-supplied ``modules_to_fuse``.
-_LLAMA_FUSE = {
-    "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "mlp": ["gate_proj", "up_proj", "down_proj"],
-    "layernorm": ["input_layernorm", "post_attention_layernorm", "norm"],
-    "use_alibi": False,
-}
-FUSED_MAPPINGS: dict[str, dict[str, Any]] = {
-    "llama": _LLAMA_FUSE,
-    "mistral": _LLAMA_FUSE,
-    "llava": _LLAMA_FUSE,
-    "mixtral": {**_LLAMA_FUSE, "mlp": ["w1", "w3", "w2"], "rope_theta": 1_000_000.0},
-}
+# Built-in fused mappings, as in transformers' AWQ integration, from the one architecture table.  A model
+# type without one needs a user-supplied ``modules_to_fuse``.
+FUSED_MAPPINGS: dict[str, dict[str, Any]] = {name: arch.modules_to_fuse() for name, arch in ARCHITECTURES.items()}
 
 
 def _where(key: str) -> str:

@@ -11,11 +11,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from awq2trt.architectures import CONFIG_KEY, Architecture, compiled_types, find_architecture, resolve_architecture
 from awq2trt.checkpoint.reader import CONFIG_NAME, Checkpoint, open_checkpoint
 from awq2trt.errors import Awq2TrtError
 from awq2trt.modeling.awq_linear import AwqLinear
 
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+SUPPORTED_MODEL_TYPES = compiled_types()  # built in; a mapping file or a recorded description adds others
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16}
 # Sizes every supported architecture needs; checked here so a bad value gets a message, not a crash deep
 # inside transformers.
@@ -32,13 +33,11 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     raise Awq2TrtError("--dtype", expected="fp32 or fp16", got=dtype)
 
 
-def check_model_type(checkpoint: Checkpoint) -> None:
-    if checkpoint.model_type not in SUPPORTED_MODEL_TYPES:
-        raise Awq2TrtError(
-            checkpoint.folder / CONFIG_NAME,
-            expected="model_type one of " + ", ".join(SUPPORTED_MODEL_TYPES),
-            got=repr(checkpoint.model_type or None),
-        )
+def check_model_type(checkpoint: Checkpoint, mapping_file: str | Path | None = None) -> Architecture:
+    """The checkpoint's architecture (built in, recorded in its config.json, or from *mapping_file*), or the
+    refusal quantize and export give too."""
+    files = () if mapping_file is None else (mapping_file,)
+    return resolve_architecture(checkpoint.config, checkpoint.folder / CONFIG_NAME, files)
 
 
 def check_model_config(checkpoint: Checkpoint) -> None:
@@ -67,11 +66,15 @@ def check_model_config(checkpoint: Checkpoint) -> None:
         )
 
 
-def hf_config(checkpoint: Checkpoint) -> Any:
-    """The transformers config object, without the quantization block (we own quantized layers)."""
+def hf_config(checkpoint: Checkpoint, architecture: Architecture | None = None) -> Any:
+    """The transformers config object, without the quantization block (we own quantized layers), built by the
+    transformers classes the architecture names (a described Llama-like type is built as Llama)."""
     from transformers import AutoConfig
 
-    data = {k: v for k, v in checkpoint.config.items() if k != "quantization_config"}
+    architecture = architecture or find_architecture(checkpoint.config, checkpoint.folder / CONFIG_NAME)
+    data = {k: v for k, v in checkpoint.config.items() if k not in ("quantization_config", CONFIG_KEY)}
+    if architecture is not None:
+        data["model_type"] = architecture.transformers_model_type
     try:
         return AutoConfig.for_model(**data)
     except Exception as exc:  # transformers validates with several exception types; all mean a bad config
@@ -82,13 +85,13 @@ def hf_config(checkpoint: Checkpoint) -> Any:
         ) from exc
 
 
-def attention_config(checkpoint: Checkpoint) -> dict[str, Any]:
+def attention_config(checkpoint: Checkpoint, architecture: Architecture | None = None) -> dict[str, Any]:
     """config.json with the sliding-window layout transformers derives from it, so every stage agrees with it.
 
     An older Qwen2 config.json has no ``layer_types``: transformers makes layers from ``max_window_layers`` on
     sliding (and none when ``use_sliding_window`` is false); read raw, the same file says "every layer slides".
     """
-    hf = hf_config(checkpoint)
+    hf = hf_config(checkpoint, architecture)
     config = dict(checkpoint.config)
     if isinstance(getattr(hf, "layer_types", None), list):
         config["layer_types"] = list(hf.layer_types)
@@ -97,12 +100,12 @@ def attention_config(checkpoint: Checkpoint) -> dict[str, Any]:
     return config
 
 
-def empty_model(checkpoint: Checkpoint, dtype: torch.dtype) -> nn.Module:
+def empty_model(checkpoint: Checkpoint, dtype: torch.dtype, architecture: Architecture | None = None) -> nn.Module:
     """The architecture with parameters on the meta device (no memory), buffers real."""
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
-    config = hf_config(checkpoint)
+    config = hf_config(checkpoint, architecture)
     try:
         with init_empty_weights(include_buffers=False):
             return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
@@ -190,17 +193,19 @@ def load_reference_model(
     allow_pickle: bool = False,
     progress: bool = True,
     cache_dense: bool = False,
+    mapping_file: str | Path | None = None,
 ) -> nn.Module:
     """The reference model (eval mode, no grad) for an AWQ, compressed-tensors or dense checkpoint.
 
     With *cache_dense* every `AwqLinear` keeps its dequantized weight (dense-model memory, much faster
-    generation); without it the dense weight exists only during each layer's forward.
+    generation); without it the dense weight exists only during each layer's forward.  *mapping_file*
+    describes a model type that is neither built in nor recorded in the checkpoint (`awq2trt.architectures`).
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint, allow_pickle=allow_pickle)
-    check_model_type(ckpt)
+    architecture = check_model_type(ckpt, mapping_file)
     check_model_config(ckpt)
     torch_dtype = resolve_dtype(dtype)
-    model = empty_model(ckpt, torch_dtype)
+    model = empty_model(ckpt, torch_dtype, architecture)
     _install_quantized(model, ckpt, torch_dtype, progress)
     _install_dense(model, ckpt, torch_dtype)
     if cache_dense:

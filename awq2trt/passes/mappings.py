@@ -1,16 +1,15 @@
-"""Which quantized projections fuse, per architecture: data, not code.
+"""Which quantized projections fuse, per architecture: read from the one table in `awq2trt.architectures`.
 
-A mapping names, for one decoder layer, the Linears that read the same activation and so can become one
-``Int4MatMul`` (the group's key names the fused module).  The built-in entries follow the shape of
-transformers' AWQ fused mappings (``attention`` = [q, k, v, o], ``mlp`` = [gate, up, down]); only the
-projections that share an input fuse: the first three of ``attention`` and the first two of ``mlp``.
+A fusion mapping names, for one decoder layer, the Linears that read the same activation and so can become
+one ``Int4MatMul`` (the group's key names the fused module): q/k/v -> ``qkv_proj``, gate/up -> ``gate_up_proj``.
 
 Where a mapping comes from, first match wins:
 
-1. a user mapping file (``--fuse-mapping FILE``): JSON, either ``{"qkv_proj": [...], "gate_up_proj": [...]}``
-   (our form) or transformers' ``{"attention": [...], "mlp": [...]}``, optionally keyed by model type;
+1. a user mapping file (``--fuse-mapping FILE``, the format of `awq2trt.architectures`; the older forms
+   ``{"qkv_proj": [...], "gate_up_proj": [...]}`` and transformers' ``{"attention": [...], "mlp": [...]}``,
+   optionally keyed by model type, are entries of it);
 2. ``quantization_config.modules_to_fuse`` in the checkpoint's config.json (transformers' keys);
-3. the built-in table below, by ``model_type``.
+3. the architecture recorded in config.json by ``quantize --mapping``, or the built-in one, by ``model_type``.
 
 An unknown model type with none of these gets no int4 fusions (a warning says how to supply a mapping);
 the graph stays correct, only unfused.
@@ -18,17 +17,25 @@ the graph stays correct, only unfused.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from awq2trt.architectures import (
+    ARCHITECTURES,
+    BUILT_IN,
+    GATE_UP,
+    QKV,
+    compiled_types,
+    find_architecture,
+    parse_entry,
+)
+from awq2trt.architectures import load_mapping_file as load_architectures
 from awq2trt.errors import Awq2TrtError
 
-QKV = "qkv_proj"
-GATE_UP = "gate_up_proj"
+__all__ = ["BUILTIN", "GATE_UP", "QKV", "FusionMapping", "load_mapping_file", "resolve_mapping"]
 
 
 @dataclass(frozen=True)
@@ -42,65 +49,16 @@ class FusionMapping:
         return self.groups.get(group, ())
 
 
-_LLAMA = {QKV: ("q_proj", "k_proj", "v_proj"), GATE_UP: ("gate_proj", "up_proj")}
-BUILTIN: dict[str, dict[str, tuple[str, ...]]] = {
-    "llama": _LLAMA,
-    "mistral": _LLAMA,
-    "qwen2": _LLAMA,  # same module names; q/k/v carry biases, which fuse too
-}
-
-
-def _from_transformers_keys(entry: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
-    """transformers' ``modules_to_fuse``: attention [q, k, v, o], mlp [gate, up, down]."""
-    groups: dict[str, tuple[str, ...]] = {}
-    attention, mlp = entry.get("attention"), entry.get("mlp")
-    if attention is not None:
-        groups[QKV] = tuple(_names(attention, f"{where} attention", minimum=3)[:3])
-    if mlp is not None:
-        groups[GATE_UP] = tuple(_names(mlp, f"{where} mlp", minimum=2)[:2])
-    return groups
-
-
-def _names(value: object, where: str, minimum: int = 2) -> list[str]:
-    if (
-        not isinstance(value, list)
-        or len(value) < minimum
-        or not all(isinstance(v, str) and v and "." not in v for v in value)
-    ):
-        raise Awq2TrtError(where, expected=f"a list of at least {minimum} module leaf names", got=value)
-    if len(set(value)) != len(value):
-        raise Awq2TrtError(where, expected="distinct module names", got=value)
-    return list(value)
-
-
-def _parse_entry(entry: object, where: str) -> dict[str, tuple[str, ...]]:
-    if not isinstance(entry, Mapping):
-        raise Awq2TrtError(where, expected="a JSON object", got=type(entry).__name__)
-    if "attention" in entry or "mlp" in entry:
-        return _from_transformers_keys(entry, where)
-    unknown = sorted(set(entry) - {QKV, GATE_UP})
-    if unknown:
-        raise Awq2TrtError(where, expected=f"groups {QKV!r}, {GATE_UP!r} (or 'attention', 'mlp')", got=unknown)
-    groups = {key: tuple(_names(value, f"{where} {key}")) for key, value in entry.items()}
-    if not groups:
-        raise Awq2TrtError(where, expected=f"groups such as {QKV!r} or 'attention'", got="an empty object")
-    return groups
+# The built-in fusion groups, by model type (a view of the architecture table).
+BUILTIN: dict[str, dict[str, tuple[str, ...]]] = {name: ARCHITECTURES[name].fusion_groups for name in compiled_types()}
 
 
 def load_mapping_file(path: str | Path, model_type: str | None) -> FusionMapping:
-    """Read a user mapping file; a file keyed by model type must hold *model_type*."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Awq2TrtError(path, expected="a readable JSON fusion mapping", got=type(exc).__name__) from exc
-    except json.JSONDecodeError as exc:
-        raise Awq2TrtError(path, expected="valid JSON", got=f"{exc.msg} at line {exc.lineno}") from exc
-    if isinstance(data, Mapping) and data and all(isinstance(v, Mapping) for v in data.values()):
-        if model_type not in data:  # keyed by model type
-            raise Awq2TrtError(path, expected=f"an entry for model type {model_type!r}", got=sorted(data))
-        data = data[model_type]
-    return FusionMapping(_parse_entry(data, str(path)), source=str(path))
+    """The fusion groups a user mapping file gives *model_type* (the file must describe it)."""
+    table = load_architectures(path, model_type)
+    if model_type not in table:
+        raise Awq2TrtError(path, expected=f"an entry for model type {model_type!r}", got=sorted(table))
+    return FusionMapping(table[model_type].fusion_groups, source=str(path))
 
 
 def resolve_mapping(config: Mapping[str, Any] | None, mapping_file: str | Path | None = None) -> FusionMapping | None:
@@ -112,11 +70,13 @@ def resolve_mapping(config: Mapping[str, Any] | None, mapping_file: str | Path |
     quant = config.get("quantization_config") or {}
     modules_to_fuse = quant.get("modules_to_fuse") if isinstance(quant, Mapping) else None
     if modules_to_fuse:
-        return FusionMapping(
-            _parse_entry(modules_to_fuse, "quantization_config.modules_to_fuse"), source="modules_to_fuse"
-        )
-    if model_type in BUILTIN:
-        return FusionMapping(BUILTIN[model_type], source=f"built-in {model_type}")
+        where = "quantization_config.modules_to_fuse"
+        described = parse_entry(modules_to_fuse, where, model_type=model_type or "model")
+        return FusionMapping(next(iter(described.values())).fusion_groups, source="modules_to_fuse")
+    arch = find_architecture(config, "config.json")
+    if arch is not None:
+        source = f"built-in {model_type}" if arch.source == BUILT_IN else arch.source
+        return FusionMapping(arch.fusion_groups, source=source)
     warnings.warn(
         f"no fusion mapping for model type {model_type!r} (built in: {', '.join(sorted(BUILTIN))}); "
         "q/k/v and gate/up stay unfused (pass a mapping file to fuse them)",

@@ -13,29 +13,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
+from awq2trt.architectures import ArchitectureMapping, resolve_architecture, with_recorded_architecture
 from awq2trt.checkpoint.awq_config import AwqConfig
-from awq2trt.checkpoint.reader import open_checkpoint
+from awq2trt.checkpoint.reader import CONFIG_NAME, open_checkpoint
 from awq2trt.checkpoint.writer import quantized_model_config, write_awq_gemm_checkpoint
 from awq2trt.errors import Awq2TrtError
-from awq2trt.modeling.loader import check_model_type
 from awq2trt.quant_weight import QuantWeight
 from awq2trt.quantize.rtn import rtn_quantize
 
 if TYPE_CHECKING:
-    from awq2trt.quantize.awq import ArchitectureMapping, AwqSettings
+    from awq2trt.quantize.awq import AwqSettings
 
 METHODS = ("rtn", "awq")
-
-# Linear weights of the supported decoder architectures (everything else stays dense).
-LINEAR_SUFFIXES = (
-    "self_attn.q_proj.weight",
-    "self_attn.k_proj.weight",
-    "self_attn.v_proj.weight",
-    "self_attn.o_proj.weight",
-    "mlp.gate_proj.weight",
-    "mlp.up_proj.weight",
-    "mlp.down_proj.weight",
-)
 DENSE_DTYPES = {"fp16": np.float16, "fp32": np.float32}
 
 
@@ -101,8 +90,6 @@ def quantize_checkpoint(
         "--calib": calib,
         "--calib-samples": calib_samples,
         "--calib-seqlen": calib_seqlen,
-        "--mapping": list(mapping_files) or None,
-        "mappings": mappings,
         "--device": device,
         "--threads": threads,
         "--allow-worse": allow_worse or None,
@@ -118,10 +105,16 @@ def quantize_checkpoint(
     ckpt = open_checkpoint(source, allow_pickle=allow_pickle)
     if ckpt.format != "dense":
         raise Awq2TrtError(source, expected="a dense (unquantized) model to quantize", got=f"a {ckpt.title} checkpoint")
-    check_model_type(ckpt)
+    architecture = resolve_architecture(ckpt.config, ckpt.folder / CONFIG_NAME, mapping_files, mappings)
+    # The decoder blocks' attention and MLP Linears become int4; everything else stays dense.
+    linear_suffixes = tuple(f".{linear}.weight" for linear in architecture.linears)
     names = ckpt.weights.names()
     to_quantize = [
-        n for n in names if n.endswith(LINEAR_SUFFIXES) and not awq_config.keeps_dense(n.removesuffix(".weight"))
+        n
+        for n in names
+        if n.startswith(architecture.blocks + ".")
+        and n.endswith(linear_suffixes)
+        and not awq_config.keeps_dense(n.removesuffix(".weight"))
     ]
     # Validate every shape up front so a bad group size fails before anything is written.
     for name in to_quantize:
@@ -151,7 +144,7 @@ def quantize_checkpoint(
 
     return write_awq_gemm_checkpoint(
         output,
-        config=quantized_model_config(ckpt.config, dense_dtype),
+        config=with_recorded_architecture(quantized_model_config(ckpt.config, dense_dtype), architecture),
         awq_config=awq_config,
         quantized=quantized(),
         dense=dense(),

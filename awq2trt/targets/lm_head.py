@@ -25,24 +25,21 @@ from awq2trt.targets.matmul_nbits import pack_zero_points
 LM_HEAD_CHOICES = ("fp", "int8", "int4")
 BITS = {"int8": 8, "int4": 4}
 DEFAULT_BLOCK_SIZE = 32
-MIN_SCALE = 1e-8
 
 
 def rtn_groups(weight: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Round-to-nearest [N, K] -> codes uint8 [N, K], scales [N, K/G] (fp16-exact), zero points uint8 [N, K/G].
 
-    Same rule as the int4 RTN quantizer: scale = (max - min) / (2^bits - 1), z = clamp(-round(min / scale)),
-    scales rounded to fp16 first so an fp16 graph stores exactly the scale the codes were chosen for.
+    The rule of the int4 RTN quantizer (`awq2trt.quantize.rtn.round_to_nearest`, numpy here) at *bits*, with
+    zero points; scales are rounded to fp16 first, so an fp16 graph stores exactly the scale the codes were
+    chosen for.
     """
+    from awq2trt.quantize.rtn import round_to_nearest  # on use: the awq2trt.quantize package loads its API
+
     n, k = weight.shape
-    top = (1 << bits) - 1
     groups = weight.astype(np.float32).reshape(n, k // block_size, block_size)
-    w_max, w_min = groups.max(axis=2), groups.min(axis=2)
-    scales = np.maximum(w_max - w_min, MIN_SCALE) / top
-    scales = scales.astype(np.float16).astype(np.float32)
-    zeros = np.clip(-np.round(w_min / scales), 0, top)
-    codes = np.clip(np.round(groups / scales[..., None]) + zeros[..., None], 0, top)
-    return codes.reshape(n, k).astype(np.uint8), scales, zeros.astype(np.uint8)
+    codes, scales, zeros = round_to_nearest(groups, bits=bits, zero_point=True)
+    return codes.reshape(n, k).astype(np.uint8), scales[..., 0], zeros[..., 0].astype(np.uint8)
 
 
 def pack_codes(codes: np.ndarray, bits: int, block_size: int) -> np.ndarray:

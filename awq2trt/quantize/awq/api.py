@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from awq2trt.architectures import resolve_architecture
 from awq2trt.atomic import check_output_dir, remove_stale_partials
 from awq2trt.checkpoint.awq_config import AwqConfig
 from awq2trt.checkpoint.reader import CONFIG_NAME, open_checkpoint
@@ -31,7 +32,7 @@ from awq2trt.evaluate.reference import load_tokenizer
 from awq2trt.quantize.awq.block_quant import AwqSettings, BlockReport, quantize_block
 from awq2trt.quantize.awq.blocks import BlockwiseModel
 from awq2trt.quantize.awq.calibration import DEFAULT_SAMPLES, DEFAULT_SEQLEN, calibration_samples
-from awq2trt.quantize.awq.mappings import ArchitectureMapping, resolve_mapping
+from awq2trt.quantize.awq.mappings import ArchitectureMapping
 from awq2trt.quantize.awq.spill import DENSE_DTYPES, spill_block, write_checkpoint
 
 DEFAULT_WORSE_MARGIN = 0.05
@@ -133,14 +134,13 @@ def awq_quantize_checkpoint(
     ckpt = open_checkpoint(source, allow_pickle=allow_pickle)
     if ckpt.format != "dense":
         raise Awq2TrtError(source, expected="a dense (unquantized) model to quantize", got=f"a {ckpt.title} checkpoint")
-    mapping = resolve_mapping(
-        ckpt.model_type, extra=mappings, files=mapping_files, where=str(ckpt.folder / CONFIG_NAME) + ": model_type"
-    )
+    architecture = resolve_architecture(ckpt.config, ckpt.folder / CONFIG_NAME, mapping_files, mappings)
+    mapping = architecture.awq
     out = Path(output)
     check_output_dir(out, force=force)  # before minutes of work, not after
 
     with _threads(threads):
-        model = BlockwiseModel(ckpt, mapping.blocks, torch_device)
+        model = BlockwiseModel(ckpt, mapping.blocks, torch_device, architecture)
         block_linears = [_linears_to_quantize(model, index, awq_config) for index in range(len(model.blocks))]
 
         ids = torch.from_numpy(
@@ -181,7 +181,7 @@ def awq_quantize_checkpoint(
             if on_report is not None:
                 on_report(reports)
             _refuse_worse(reports, worse_margin, allow_worse)
-            write_checkpoint(ckpt, out, spills, model, awq_config, dense_dtype, max_shard_bytes, force)
+            write_checkpoint(ckpt, architecture, out, spills, model, awq_config, dense_dtype, max_shard_bytes, force)
         finally:
             shutil.rmtree(spill_dir, ignore_errors=True)
     return AwqResult(out, reports)

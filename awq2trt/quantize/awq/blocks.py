@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from awq2trt.architectures import Architecture
 from awq2trt.checkpoint.reader import Checkpoint
 from awq2trt.errors import Awq2TrtError
 from awq2trt.modeling.loader import empty_model
@@ -72,10 +73,16 @@ def _to_device(value: Any, device: torch.device) -> Any:
 class BlockwiseModel:
     """A meta-device model whose blocks are materialized from *checkpoint* one at a time, in fp32."""
 
-    def __init__(self, checkpoint: Checkpoint, blocks_name: str, device: torch.device) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        blocks_name: str,
+        device: torch.device,
+        architecture: Architecture | None = None,
+    ) -> None:
         self.checkpoint = checkpoint
         self.device = device
-        self.model = empty_model(checkpoint, torch.float32)
+        self.model = empty_model(checkpoint, torch.float32, architecture)
         # Buffers (rotary tables) are built real on the CPU; they must live where the activations are.
         for module in self.model.modules():
             for name, buffer in module._buffers.items():

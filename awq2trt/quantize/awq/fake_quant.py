@@ -1,29 +1,21 @@
 """Fake quantization in torch: the weight RTN would store, dequantized, computed batched for the searches.
 
-It follows `awq2trt.quantize.rtn.rtn_quantize` to the bit (fp16-rounded scales, integer zero points or
-symmetric), so a search minimizes the error of the weight that is actually written.  Clipping is a clamp
-before quantizing: RTN then takes its range from the clamped group, exactly as the written weight will.
+It rounds with `awq2trt.quantize.rtn.round_to_nearest`, the rule `rtn_quantize` writes with (fp16-rounded
+scales, integer zero points or symmetric), on the search's own device, so a search minimizes the error of the
+weight that is actually written.  Clipping is a clamp before quantizing: RTN then takes its range from the
+clamped group, exactly as the written weight will.
 """
 
 from __future__ import annotations
 
 import torch
 
-from awq2trt.quant_weight import MAX_CODE, SYMMETRIC_ZERO
-from awq2trt.quantize.rtn import MIN_SCALE
+from awq2trt.quantize.rtn import round_to_nearest
 
 
 def fake_quantize(groups: torch.Tensor, *, zero_point: bool) -> torch.Tensor:
     """Dequantized RTN of fp32 weight groups [..., G] (each last-axis row is one quantization group)."""
-    if zero_point:
-        w_max = groups.amax(dim=-1, keepdim=True)
-        w_min = groups.amin(dim=-1, keepdim=True)
-        scales = ((w_max - w_min).clamp(min=MIN_SCALE) / MAX_CODE).half().float()
-        zeros = (-torch.round(w_min / scales)).clamp(0, MAX_CODE)
-    else:
-        scales = (groups.abs().amax(dim=-1, keepdim=True).clamp(min=MIN_SCALE) / (SYMMETRIC_ZERO - 1)).half().float()
-        zeros = torch.full_like(scales, SYMMETRIC_ZERO)
-    codes = (torch.round(groups / scales) + zeros).clamp(0, MAX_CODE)
+    codes, scales, zeros = round_to_nearest(groups, zero_point=zero_point)
     return (codes - zeros) * scales
 
 

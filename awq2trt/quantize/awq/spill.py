@@ -14,6 +14,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from awq2trt.architectures import Architecture, with_recorded_architecture
 from awq2trt.checkpoint.awq_config import AwqConfig
 from awq2trt.checkpoint.reader import Checkpoint
 from awq2trt.checkpoint.writer import quantized_model_config, write_awq_gemm_checkpoint
@@ -61,6 +62,7 @@ def read_spill(
 
 def write_checkpoint(
     ckpt: Checkpoint,
+    architecture: Architecture,
     out: Path,
     spills: Sequence[Path],
     model: BlockwiseModel,
@@ -103,7 +105,7 @@ def write_checkpoint(
 
     write_awq_gemm_checkpoint(
         out,
-        config=quantized_model_config(ckpt.config, dense_dtype),
+        config=with_recorded_architecture(quantized_model_config(ckpt.config, dense_dtype), architecture),
         awq_config=awq_config,
         quantized=quantized(),
         dense=dense(),
