@@ -197,6 +197,17 @@ def test_mapping_file_loads_a_foreign_checkpoint_of_a_new_type(tmp_path: Path) -
     # The passes read the same file for the same fusion groups as llama's.
     config = json.loads((renamed / "config.json").read_text())
     assert resolve_mapping(config, _mapping_file(tmp_path)).groups == BUILTIN["llama"]
+    # Export takes the same file (--fuse-mapping) to build the model and fuse it: ONNX Runtime then gives
+    # the reference model's logits.
+    from awq2trt.frontend.export import export_checkpoint
+    from awq2trt.runtime import OrtModel
+
+    with pytest.raises(Awq2TrtError, match="with an AWQ mapping"):
+        export_checkpoint(renamed, tmp_path / "refused", progress=False)
+    result = export_checkpoint(renamed, tmp_path / "onnx", fuse_mapping=_mapping_file(tmp_path), progress=False)
+    assert result.passes["fuse_qkv"] == result.passes["fuse_gate_up"] == config["num_hidden_layers"]
+    exported = OrtModel.open(result.output).logits(ids)
+    np.testing.assert_allclose(exported, expected, atol=1e-4, rtol=0)
 
 
 def test_python_awq_mapping_describes_the_type_too(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from awq2trt import passes as graph_passes
+from awq2trt.architectures import Architecture
 from awq2trt.atomic import atomic_output_dir, check_output_dir
 from awq2trt.checkpoint.reader import Checkpoint, open_checkpoint
 from awq2trt.checkpoint.writer import TOKENIZER_FILES
@@ -71,9 +72,11 @@ class ExportResult:
     passes: dict[str, int]  # rewrites per graph pass, in running order
 
 
-def _meta_model(ckpt: Checkpoint, dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+def _meta_model(
+    ckpt: Checkpoint, dtype: torch.dtype, architecture: Architecture | None = None
+) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """The architecture with `AwqLinear`s, everything on ``meta``; plus the real values of computed buffers."""
-    model = empty_model(ckpt, dtype)
+    model = empty_model(ckpt, dtype, architecture)
     zero_point = ckpt.zero_point is not False
     for name, layout in ckpt.linears.items():
         target = linear_to_replace(model, ckpt, name, layout.out_features, layout.in_features)
@@ -120,7 +123,11 @@ def _trace(model: torch.nn.Module, layout: KvLayout, dtype: torch.dtype) -> Any:
 
 
 def _traced_graph(
-    ckpt: Checkpoint, dtype: torch.dtype, full_trace: bool, layer_types: list[str] | None
+    ckpt: Checkpoint,
+    dtype: torch.dtype,
+    full_trace: bool,
+    layer_types: list[str] | None,
+    architecture: Architecture | None = None,
 ) -> tuple[Any, dict[str, torch.Tensor], KvLayout]:
     """The checkpoint's graph with initializers named but not filled, its computed buffers, its cache layout.
 
@@ -129,7 +136,7 @@ def _traced_graph(
     """
     reason = "--full-trace" if full_trace else template_reason(ckpt, layer_types)
     if reason is None:
-        model, computed = _meta_model(template_checkpoint(ckpt, layer_types), dtype)
+        model, computed = _meta_model(template_checkpoint(ckpt, layer_types), dtype, architecture)
         layout = KvLayout.of(model.config)
         onnx_model = _trace(model, layout, dtype)
         try:
@@ -140,7 +147,7 @@ def _traced_graph(
         except StampMismatch as exc:
             reason = str(exc)
     log.info("tracing every layer: %s", reason)
-    model, computed = _meta_model(ckpt, dtype)
+    model, computed = _meta_model(ckpt, dtype, architecture)
     layout = KvLayout.of(model.config)
     return _trace(model, layout, dtype), computed, layout
 
@@ -383,7 +390,8 @@ def export_checkpoint(
     backend.check_options(options)
     torch_dtype = resolve_dtype(dtype)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint, allow_pickle=allow_pickle)
-    check_model_type(ckpt)
+    # A model type without a built-in description is described by the --fuse-mapping file, for loading too.
+    architecture = check_model_type(ckpt, fuse_mapping)
     check_model_config(ckpt)
     if not ckpt.linears:
         raise Awq2TrtError(
@@ -392,8 +400,9 @@ def export_checkpoint(
     # Unknown pass names and an existing output fail before the slow trace, not after it.
     graph_passes.DEFAULT_PASSES.select(backend.name, passes, disable_passes)
     check_output_dir(Path(output), force=force)
-    config = attention_config(ckpt)  # which layers slide, as transformers reads config.json: trace and passes agree
-    onnx_model, computed, layout = _traced_graph(ckpt, torch_dtype, full_trace, config.get("layer_types"))
+    # Which layers slide, as transformers reads config.json: trace and passes agree.
+    config = attention_config(ckpt, architecture)
+    onnx_model, computed, layout = _traced_graph(ckpt, torch_dtype, full_trace, config.get("layer_types"), architecture)
     _fill_initializers(onnx_model.graph, ckpt, computed, _NUMPY_DTYPE[torch_dtype])
     _share_tied_embeddings(onnx_model.graph, ckpt)
     with atomic_output_dir(output, force=force) as tmp:
