@@ -99,14 +99,15 @@ def _compare_perplexity(model: Any, source: Path, exported: Path, cache: Path, a
     from awq2trt.evaluate.ort_eval import ort_text_perplexity
 
     window = stride = 512
-    protocol = {"text": EVAL_TEXT, "window": window, "stride": stride}
     with step(f"perplexity of the int4 export on {EVAL_TEXT} ({window}-token windows, no BOS), ONNX Runtime"):
         quantized = cached_perplexity(
             cache,
             model=exported,
             engine="onnxruntime-cpu",
             measure=lambda: ort_text_perplexity(model, EVAL_TEXT, window=window, stride=stride, show=not args.quiet),
-            **protocol,
+            text=EVAL_TEXT,
+            window=window,
+            stride=stride,
         )
         _say_if_cached(quantized.cached)
     with step("perplexity of the fp32 source, PyTorch"):
@@ -115,7 +116,9 @@ def _compare_perplexity(model: Any, source: Path, exported: Path, cache: Path, a
             model=source,
             engine="pytorch-fp32",
             measure=lambda: _reference_perplexity(source, window, stride, show=not args.quiet),
-            **protocol,
+            text=EVAL_TEXT,
+            window=window,
+            stride=stride,
         )
         _say_if_cached(fp32.cached)
     change = 100 * (quantized.perplexity / fp32.perplexity - 1)
