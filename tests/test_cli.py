@@ -1,9 +1,11 @@
-"""The command line: help everywhere, inspect output, quantize's output handling, interruption safety."""
+"""The command line: help everywhere, exit codes, inspect output, quantize's output handling, interruption safety."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,8 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from awq2trt.cli import build_parser, main
-from tests.conftest import AWQ_FIXTURES, fixture_path, source_path
+from awq2trt.cli import EXIT_CODE_MEANINGS, ExitCode, build_parser, main
+from awq2trt.cli.commands import export as export_command
+from awq2trt.cli.commands import quantize as quantize_command
+from awq2trt.cli.options import DTYPES
+from awq2trt.cli.perplexity_cache import cached_perplexity
+from tests.conftest import AWQ_FIXTURES, ROOT, fixture_path, source_path
 
 COMMANDS = ("inspect", "prepare", "quantize", "export", "eval", "run", "bench", "demo")
 
@@ -103,3 +109,176 @@ def test_interrupted_quantize_leaves_nothing(tmp_path: Path, sig: int, code: int
     assert proc.returncode == code
     assert "Traceback" not in err and err.strip().startswith("error: interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- exit codes and option validation ---------------------------------------------------------------------
+
+
+def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("usage: awq2trt") and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["quantize", "m", "-o", "o", "--method", "gptq"], "--method"),
+        (["quantize", "m", "-o", "o", "--group-size", "0"], "--group-size"),
+        (["quantize", "m", "-o", "o", "--dense-dtype", "bf16"], "--dense-dtype"),
+        (["quantize", "m", "-o", "o", "--device", "tpu"], "--device"),
+        (["export", "c", "-o", "o", "--dtype", "bf16"], "--dtype"),
+        (["export", "c", "-o", "o", "--lm-head", "int2"], "--lm-head"),
+        (["export", "c", "-o", "o", "--accuracy-level", "7"], "--accuracy-level"),
+        (["eval", "m", "--dtype", "int8"], "--dtype"),
+        (["eval", "m", "--window", "0"], "--window"),
+        (["run", "m", "-p", "hi", "-n", "-1"], "--max-new-tokens"),
+        (["bench", "m", "--rounds", "0"], "--rounds"),
+        (["bench", "m", "--threads", "x"], "--threads"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert needle in _usage_error(argv, capsys)
+
+
+def test_export_without_its_arguments_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _usage_error(["export", str(fixture_path("llama-gemm-g64"))], capsys)
+    assert "missing -o/--output" in err
+    err = _usage_error(["export", "--target", "ort"], capsys)
+    assert "missing CHECKPOINT and -o/--output" in err
+
+
+def test_quantize_report_and_json_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--report" in _usage_error(["quantize", "m", "-o", "o", "--json", "--report"], capsys)
+
+
+def test_every_result_printing_command_has_json() -> None:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("inspect", "prepare", "quantize", "export", "eval", "run", "bench"):
+        flags = {flag for action in subparsers.choices[name]._actions for flag in action.option_strings}
+        assert "--json" in flags, name
+
+
+def test_option_tables_match_the_compiler() -> None:
+    """The CLI repeats a few compiler tables (importing them would load torch for every command)."""
+    from awq2trt.modeling.loader import DTYPES as LOADER_DTYPES
+    from awq2trt.quantize.api import METHODS
+    from awq2trt.targets.lm_head import LM_HEAD_CHOICES
+    from awq2trt.targets.ort import ACCURACY_LEVELS
+
+    assert set(quantize_command.METHODS) == set(METHODS)
+    assert export_command.ACCURACY_LEVELS == ACCURACY_LEVELS
+    assert export_command.LM_HEAD_CHOICES == LM_HEAD_CHOICES
+    assert set(DTYPES) <= set(LOADER_DTYPES)
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"### {title}\n")
+    end = text.find("\n#", start + 1)
+    return text[start : end if end >= 0 else None]
+
+
+def test_readme_documents_every_exit_code() -> None:
+    rows = re.findall(r"^\| `(\d+)` \| (.+?) \|$", _readme_section("Exit codes"), flags=re.MULTILINE)
+    assert {int(code) for code, _ in rows} == {int(code) for code in ExitCode}
+    assert set(EXIT_CODE_MEANINGS) == set(ExitCode)
+
+
+def test_readme_quantize_row_states_the_default_group_size() -> None:
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `awq2trt quantize"))
+    assert f"default {quantize_command.DEFAULT_GROUP_SIZE}" in row
+
+
+def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == ExitCode.USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "internal error" not in err
+    return err
+
+
+def test_deeply_nested_config_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    err = _one_line_error(["inspect", str(folder)], capsys)
+    assert str(folder / "config.json") in err and "expected JSON nested" in err
+
+
+def test_missing_path_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["run", "/no/such/path", "-p", "hi"], ["eval", "/no/such/path"], ["inspect", "/no/such/path"]):
+        assert "/no/such/path: expected a checkpoint or exported folder, got no such path" in _one_line_error(
+            command, capsys
+        )
+
+
+def test_inspect_says_how_many_files_it_did_not_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for i in range(9):
+        (tmp_path / f"file{i}.txt").write_text("x")
+    err = _one_line_error(["inspect", str(tmp_path)], capsys)
+    assert "file0.txt, file1.txt, file2.txt, file3.txt, file4.txt, file5.txt and 3 more" in err
+    assert "awq2trt.json" in err  # it names both kinds of folder inspect describes
+
+
+def test_closed_stdout_stops_quietly() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "awq2trt", "inspect", "--json", str(fixture_path("llama-gemm-g64"))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader goes away before anything is written, as `| head` does after its lines
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.BROKEN_PIPE
+    assert err == ""
+
+
+def test_quantize_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "q"
+    argv = ["quantize", str(source_path("llama")), "-o", str(out), "--method", "rtn", "--group-size", "64"]
+    assert main([*argv, "--json", "-q"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["output"] == str(out) and info["method"] == "rtn" and info["group_size"] == 64
+    assert info["bytes"] == sum(p.stat().st_size for p in out.glob("*.safetensors"))
+
+
+# -- the demo's perplexity cache --------------------------------------------------------------------------
+
+
+class _Measure:
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.calls = 0
+
+    def __call__(self) -> _Measure:
+        self.calls += 1
+        self.perplexity, self.tokens_scored, self.windows = self.value, 100, 2
+        return self
+
+
+def test_perplexity_cache(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    text = tmp_path / "text.txt"
+    text.write_text("some text")
+    measure = _Measure(22.05)
+
+    def figure(**overrides: object) -> tuple[float, bool]:
+        kwargs = {"model": model, "engine": "pytorch-fp32", "text": text, "window": 512, "stride": 512, **overrides}
+        result = cached_perplexity(tmp_path / "cache", measure=measure, **kwargs)  # type: ignore[arg-type]
+        return result.perplexity, result.cached
+
+    assert figure() == (22.05, False)
+    assert figure() == (22.05, True) and measure.calls == 1
+    assert figure(stride=256) == (22.05, False) and measure.calls == 2  # another protocol is another figure
+    os.utime(model / "model.safetensors", ns=(1, 1))  # the model changed: measured again
+    assert figure() == (22.05, False) and measure.calls == 3
+    (tmp_path / "cache" / "perplexity.json").write_text("{not json")  # a damaged cache is an empty one
+    assert figure() == (22.05, False) and measure.calls == 4
+    assert figure() == (22.05, True)

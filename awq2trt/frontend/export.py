@@ -227,12 +227,17 @@ def _save(model: Any, folder: Path, progress: bool) -> None:
     """Write model.onnx and its external data, materializing one lazy tensor at a time."""
     import onnx_ir as ir
 
-    with tqdm(desc="writing weights", unit="tensor", disable=not progress) as bar:
+    # The bar is made at the first tensor, when the total is known: one made earlier draws an empty
+    # "writing weights: 0tensor" line before saving starts.
+    bar: Any = None
 
-        def advance(tensor: Any, info: Any) -> None:
-            bar.total = info.total
-            bar.update()
+    def advance(tensor: Any, info: Any) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=info.total, desc="writing weights", unit="tensor", disable=not progress)
+        bar.update()
 
+    try:
         # One worker: tensors are decoded in order (the decode cache hits) and memory stays at one tensor.
         # Page-aligned large tensors let ONNX Runtime memory-map them.
         ir.save(
@@ -243,6 +248,9 @@ def _save(model: Any, folder: Path, progress: bool) -> None:
             max_workers=1,
             alignment=4096,
         )
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _clean_up(model: Any) -> None:

@@ -1,0 +1,117 @@
+"""`awq2trt export`: trace a checkpoint into ONNX, run the graph passes, lower it for a target."""
+
+from __future__ import annotations
+
+import argparse
+
+from awq2trt.cli import options
+from awq2trt.cli.models import model_path
+from awq2trt.cli.output import print_json
+from awq2trt.cli.quiet import quiet_compiler_logs
+
+# The ort target's tables (awq2trt.targets.ort.ACCURACY_LEVELS, awq2trt.targets.lm_head.LM_HEAD_CHOICES),
+# repeated because importing them would load the compiler for every command; a test keeps them equal.
+ACCURACY_LEVELS = (0, 1, 2, 3, 4)
+LM_HEAD_CHOICES = ("fp", "int8", "int4")
+
+
+def add_parser(subparsers: options.Subparsers) -> None:
+    p = options.new_command(
+        subparsers,
+        "export",
+        help="trace a checkpoint into an ONNX graph",
+        description="Trace a checkpoint into ONNX (awq2trt::Int4MatMul nodes, KV cache IO, external data).",
+    )
+    p.add_argument("checkpoint", nargs="?", help=options.MODEL_HELP)
+    p.add_argument("-o", "--output", help="output folder (model.onnx, data, tokenizer, awq2trt.json)")
+    options.add_dtype(p, "activation and scale dtype")
+    p.add_argument(
+        "--target",
+        default="ir",
+        help="ir: portable graph with awq2trt::Int4MatMul (reference); ort: ONNX Runtime's MatMulNBits kernels",
+    )
+    p.add_argument(
+        "--accuracy-level",
+        type=int,
+        default=4,
+        choices=ACCURACY_LEVELS,
+        help="ort target: 4 = int8 activations in the int4 matmuls (fastest, ~0.5%% error), 0 = exact",
+    )
+    p.add_argument(
+        "--lm-head",
+        default=LM_HEAD_CHOICES[0],
+        choices=LM_HEAD_CHOICES,
+        help="ort target: fp keeps the output head exact (default); int8 or int4 quantizes it (RTN, group 32):"
+        " on small models it is the largest read per token",
+    )
+    fusion = p.add_argument_group("graph passes")
+    fusion.add_argument("--passes", default=None, help="run only these passes, comma-separated (default: all)")
+    fusion.add_argument("--disable-passes", default=None, help="skip these passes, comma-separated")
+    fusion.add_argument("--no-fuse", action="store_true", help="run no graph pass (the traced graph as it is)")
+    fusion.add_argument("--list-passes", action="store_true", help="list the passes in running order and exit")
+    fusion.add_argument(
+        "--fuse-mapping",
+        default=None,
+        metavar="FILE",
+        help="JSON saying which projections fuse, for model types without a built-in mapping",
+    )
+    p.add_argument(
+        "--full-trace",
+        action="store_true",
+        help="trace every decoder layer (default: trace three, copy the last for the rest when all layers are alike)",
+    )
+    options.add_force(p)
+    options.add_json(p)
+    options.add_allow_pickle(p)
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    if not args.list_passes:
+        # Checked before anything is imported: a missing argument is a usage mistake, reported at once.
+        missing = [name for name, value in (("CHECKPOINT", args.checkpoint), ("-o/--output", args.output)) if not value]
+        if missing:
+            raise options.UsageError(f"missing {' and '.join(missing)} (or pass --list-passes)")
+    quiet_compiler_logs(args.verbose)
+    from awq2trt import passes
+
+    if args.list_passes:
+        print(passes.DEFAULT_PASSES.describe())
+        return 0
+    from awq2trt.frontend.export import export_checkpoint
+
+    enabled = [] if args.no_fuse else passes.parse_pass_list(args.passes)
+    result = export_checkpoint(
+        model_path(args.checkpoint, args.cache_dir),
+        args.output,
+        dtype=args.dtype,
+        target=args.target,
+        accuracy_level=args.accuracy_level,
+        lm_head=args.lm_head,
+        passes=enabled,
+        disable_passes=passes.parse_pass_list(args.disable_passes) or (),
+        fuse_mapping=args.fuse_mapping,
+        full_trace=args.full_trace,
+        force=args.force,
+        allow_pickle=args.allow_pickle,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print_json(
+            {
+                "output": str(result.output),
+                "target": args.target,
+                "int4_nodes": result.int4_nodes,
+                "quantized_linears": result.quantized_linears,
+                "data_bytes": result.data_bytes,
+                "seconds": result.seconds,
+                "passes": result.passes,
+            }
+        )
+        return 0
+    print(
+        f"{result.output}: {result.int4_nodes} int4 matmul nodes, {result.data_bytes / 2**20:.1f} MB of weights,"
+        f" {result.seconds:.1f} s"
+    )
+    print(f"passes: {passes.counts_line(result.passes)}")
+    return 0
