@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from awq2trt.cli import EXIT_CODE_MEANINGS, ExitCode, build_parser, main
-from awq2trt.cli.commands import export as export_command
 from awq2trt.cli.commands import quantize as quantize_command
 from awq2trt.cli.options import DTYPES
 from awq2trt.cli.perplexity_cache import cached_perplexity
@@ -164,16 +163,18 @@ def test_every_result_printing_command_has_json() -> None:
 
 
 def test_option_tables_match_the_compiler() -> None:
-    """The CLI repeats a few compiler tables (importing them would load torch for every command)."""
+    """The CLI repeats two compiler tables (importing them would load torch for every command); the export
+    options come from the target registry itself."""
     from awq2trt.modeling.loader import DTYPES as LOADER_DTYPES
     from awq2trt.quantize.api import METHODS
-    from awq2trt.targets.lm_head import LM_HEAD_CHOICES
-    from awq2trt.targets.ort import ACCURACY_LEVELS
+    from awq2trt.targets.registry import target_names
 
     assert set(quantize_command.METHODS) == set(METHODS)
-    assert export_command.ACCURACY_LEVELS == ACCURACY_LEVELS
-    assert export_command.LM_HEAD_CHOICES == LM_HEAD_CHOICES
     assert set(DTYPES) <= set(LOADER_DTYPES)
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    target = next(a for a in subparsers.choices["export"]._actions if "--target" in a.option_strings)
+    assert tuple(target.choices) == target_names() == ("ir", "ort")
 
 
 def _readme_section(title: str) -> str:

@@ -14,11 +14,12 @@ declares all five formal inputs and ignores the ones its signature lacks.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
+
+if TYPE_CHECKING:  # onnx is imported where a schema or body is built: target tables load without it
+    import onnx
 
 DOMAIN = "awq2trt"
 OP_TYPE = "Int4MatMul"
@@ -36,6 +37,8 @@ def overload_name(has_zero_points: bool, has_bias: bool) -> str:
 
 def _infer_output(ctx: Any) -> None:
     """Y: A's element type, shape A[..., :-1] + [N] (so strict shape inference can type what follows)."""
+    import onnx
+
     a = ctx.get_input_type(0)
     if a is None or not a.HasField("tensor_type"):
         return
@@ -50,6 +53,9 @@ def _infer_output(ctx: Any) -> None:
 
 def register_schema() -> None:
     """Make the op known to onnx (and so to onnxscript and the exporter), with shape inference; idempotent."""
+    import onnx
+    from onnx import helper
+
     if onnx.defs.has(OP_TYPE, DOMAIN):
         return
     schema = onnx.defs.OpSchema
@@ -84,11 +90,15 @@ def register_schema() -> None:
 
 
 def _constant(name: str, value: np.ndarray) -> onnx.NodeProto:
+    from onnx import helper, numpy_helper
+
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
 
 
 def function_body(has_zero_points: bool, has_bias: bool) -> list[onnx.NodeProto]:
     """Unpack the nibbles to [N, K/G, G], subtract zero points, scale, flatten, transpose and multiply."""
+    from onnx import helper
+
     nodes = [
         _constant("low_mask", np.uint8(0x0F)),
         _constant("four", np.uint8(4)),
@@ -125,6 +135,8 @@ def function_body(has_zero_points: bool, has_bias: bool) -> list[onnx.NodeProto]
 
 
 def make_function(has_zero_points: bool, has_bias: bool) -> onnx.FunctionProto:
+    from onnx import helper
+
     function = helper.make_function(
         DOMAIN,
         OP_TYPE,

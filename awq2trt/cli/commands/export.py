@@ -8,11 +8,9 @@ from awq2trt.cli import options
 from awq2trt.cli.models import model_path
 from awq2trt.cli.output import print_json
 from awq2trt.cli.quiet import quiet_compiler_logs
-
-# The ort target's tables (awq2trt.targets.ort.ACCURACY_LEVELS, awq2trt.targets.lm_head.LM_HEAD_CHOICES),
-# repeated because importing them would load the compiler for every command; a test keeps them equal.
-ACCURACY_LEVELS = (0, 1, 2, 3, 4)
-LM_HEAD_CHOICES = ("fp", "int8", "int4")
+from awq2trt.targets.lm_head import LM_HEAD_CHOICES
+from awq2trt.targets.ort import ACCURACY_LEVELS
+from awq2trt.targets.registry import all_targets
 
 
 def add_parser(subparsers: options.Subparsers) -> None:
@@ -25,10 +23,12 @@ def add_parser(subparsers: options.Subparsers) -> None:
     p.add_argument("checkpoint", nargs="?", help=options.MODEL_HELP)
     p.add_argument("-o", "--output", help="output folder (model.onnx, data, tokenizer, awq2trt.json)")
     options.add_dtype(p, "activation and scale dtype")
+    targets = all_targets()  # the registry: importing it loads neither torch nor onnx
     p.add_argument(
         "--target",
         default="ir",
-        help="ir: portable graph with awq2trt::Int4MatMul (reference); ort: ONNX Runtime's MatMulNBits kernels",
+        choices=[t.name for t in targets],
+        help="; ".join(f"{t.name}: {t.description}" for t in targets).replace("%", "%%"),
     )
     p.add_argument(
         "--accuracy-level",
