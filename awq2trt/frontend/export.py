@@ -47,6 +47,7 @@ from awq2trt.modeling.loader import (
 )
 from awq2trt.passes.attention import attention_windows
 from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
+from awq2trt.sidecar import FORMAT_VERSION, KvCacheSpec, Sidecar
 from awq2trt.targets.genai_config import GENAI_CONFIG_FILE, genai_config
 from awq2trt.targets.lm_head import LM_HEAD_CHOICES, quantize_lm_head
 from awq2trt.targets.ort import ACCURACY_LEVELS, lower_to_ort
@@ -361,6 +362,28 @@ def _sidecar(
     }
 
 
+def _typed_sidecar(
+    fields: dict[str, Any],
+    *,
+    target: str,
+    passes: dict[str, int],
+    pass_nodes: dict[str, int],
+    shared_buffer: bool,
+    target_options: dict[str, Any],
+) -> Sidecar:
+    """The typed sidecar (format 2) from ``_sidecar``'s fields, checked as a runtime will read it."""
+    data = {
+        **fields,
+        "format_version": FORMAT_VERSION,
+        "target": target,
+        "passes": passes,
+        "pass_nodes": pass_nodes,
+        "target_options": target_options,
+        "kv_cache": KvCacheSpec(shared_buffer=shared_buffer).to_json(),
+    }
+    return Sidecar.from_json(data, SIDECAR_FILE)
+
+
 def export_checkpoint(
     checkpoint: str | Path | Checkpoint,
     output: str | Path,
@@ -449,19 +472,18 @@ def export_checkpoint(
         for file_name in TOKENIZER_FILES:
             if (ckpt.folder / file_name).is_file():
                 shutil.copyfile(ckpt.folder / file_name, tmp / file_name)
-        sidecar = _sidecar(ckpt, config, layout, torch_dtype, int4_nodes)
-        sidecar["target"] = target
-        sidecar["passes"] = pass_counts
-        sidecar["pass_nodes"] = pass_nodes  # graph nodes before the passes ("input") and after each one
-        if any(node.op_type == "GroupQueryAttention" for node in onnx_model.graph):
+        sidecar = _typed_sidecar(
+            _sidecar(ckpt, config, layout, torch_dtype, int4_nodes),
+            target=target,
+            passes=pass_counts,
+            pass_nodes=pass_nodes,  # graph nodes before the passes ("input") and after each one
             # past and present may be one buffer of the full context, appended in place; rows right-padded
-            sidecar["kv_cache"].update(shared_buffer=True, padding="right")
-        if target == "ort":
-            sidecar["accuracy_level"] = accuracy_level
-            sidecar["lm_head"] = lm_head
-        (tmp / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
+            shared_buffer=any(node.op_type == "GroupQueryAttention" for node in onnx_model.graph),
+            target_options={"accuracy_level": accuracy_level, "lm_head": lm_head} if target == "ort" else {},
+        )
+        sidecar.write(tmp)
         if target == "ort":  # the folder doubles as an ONNX Runtime GenAI model
-            config = genai_config(sidecar, model_file=MODEL_FILE)
+            config = genai_config(sidecar.to_json(), model_file=MODEL_FILE)
             (tmp / GENAI_CONFIG_FILE).write_text(json.dumps(config, indent=4) + "\n")
         data_bytes = (tmp / DATA_FILE).stat().st_size
     seconds = time.perf_counter() - start
