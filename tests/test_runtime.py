@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -85,7 +86,8 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(llama: OrtModel) -> None:
 def test_stops_at_eos(llama: OrtModel) -> None:
     greedy = llama.generate(PROMPT, 8, stop_at_eos=False).ids[0]
     eos = greedy[2]
-    model = OrtModel(llama.folder, {**llama.sidecar, "eos_token_id": [eos]}, llama.session, llama.tokenizer)
+    sidecar = dataclasses.replace(llama.sidecar, eos_token_ids=(eos,))
+    model = OrtModel(llama.folder, sidecar, llama.session, llama.tokenizer)
     result = model.generate(PROMPT, 8)
     assert result.ids == [greedy[: greedy.index(eos) + 1]]
     assert result.finish_reasons == ["eos"]
