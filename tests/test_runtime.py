@@ -192,6 +192,36 @@ def test_sidecar_layers_disagree_with_graph(llama_dir: Path, tmp_path: Path) -> 
         OrtModel.open(folder)
 
 
+def test_sidecar_is_the_typed_one(llama: OrtModel) -> None:
+    from awq2trt.sidecar import FORMAT_VERSION, Sidecar
+
+    assert isinstance(llama.sidecar, Sidecar) and llama.sidecar.format_version == FORMAT_VERSION
+    assert llama.sidecar.keeps_logits and not llama.sidecar.kv_cache.shared_buffer  # the ir graph: Concat
+    assert (
+        llama._past
+        == llama.sidecar.past_names()
+        == [f"past_key_values.{i}.{k}" for i in (0, 1) for k in ("key", "value")]
+    )
+
+
+def test_older_sidecar_format_is_refused(llama_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(llama_dir, tmp_path / "m")
+    sidecar = json.loads((folder / "awq2trt.json").read_text())
+    sidecar["format_version"] = 1
+    (folder / "awq2trt.json").write_text(json.dumps(sidecar))
+    with pytest.raises(Awq2TrtError, match=r"awq2trt\.json: expected format_version 2 .* got 1"):
+        OrtModel.open(folder)
+
+
+def test_sidecar_dtype_disagrees_with_graph(llama_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(llama_dir, tmp_path / "m")
+    sidecar = json.loads((folder / "awq2trt.json").read_text())
+    sidecar["inputs"]["position_ids"]["dtype"] = "int32"
+    (folder / "awq2trt.json").write_text(json.dumps(sidecar))
+    with pytest.raises(Awq2TrtError, match=r"expected position_ids of model\.onnx as int32, got int64"):
+        OrtModel.open(folder)
+
+
 @pytest.mark.parametrize(
     ("prompts", "message"),
     [
