@@ -134,6 +134,14 @@ def test_chat_template(llama_dir: Path, tmp_path: Path) -> None:
     assert text == "<s><user>hi\n<assistant>"
 
 
+def test_open_prints_nothing(llama_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """ONNX Runtime logs from C++ straight to the process's stderr: nothing may reach it when a folder opens."""
+    capfd.readouterr()
+    OrtModel.open(llama_dir).generate(PROMPT, 2)
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
 def test_runtime_imports_no_torch() -> None:
     code = (
         "import sys, awq2trt.runtime; "
