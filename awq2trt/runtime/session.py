@@ -70,6 +70,7 @@ class OrtModel:
         self.pad_id = tokens.pad_id
         # GroupQueryAttention graphs append to a buffer bound as both past and present (see kv_cache).
         self.shared_kv = sidecar.kv_cache.shared_buffer
+        # The names in graph order, for code that drives a kv_cache class directly (tests/test_export.py).
         self._past = self.steps.past
         self._outputs = [io_names.LOGITS, *self.steps.present]
 
