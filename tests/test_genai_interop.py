@@ -84,5 +84,5 @@ def test_unfused_attention_does_not_share_the_buffer(tmp_path: Path) -> None:
 
 
 def test_ir_target_has_no_genai_config(tmp_path: Path) -> None:
-    out = export_checkpoint(fixture_path("llama-gemm-g64"), tmp_path / "ir", progress=False, verify=False).output
+    out = export_checkpoint(fixture_path("llama-gemm-g64"), tmp_path / "ir", progress=False).output
     assert not (out / GENAI_CONFIG_FILE).exists()  # GenAI cannot run awq2trt::Int4MatMul functions

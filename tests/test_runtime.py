@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ def _export(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from awq2trt.frontend.export import export_checkpoint
 
     out = tmp_path_factory.mktemp("runtime") / name
-    export_checkpoint(fixture_path(name), out, progress=False, verify=False)
+    export_checkpoint(fixture_path(name), out, progress=False)
     return out
 
 
@@ -85,7 +86,8 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(llama: OrtModel) -> None:
 def test_stops_at_eos(llama: OrtModel) -> None:
     greedy = llama.generate(PROMPT, 8, stop_at_eos=False).ids[0]
     eos = greedy[2]
-    model = OrtModel(llama.folder, {**llama.sidecar, "eos_token_id": [eos]}, llama.session, llama.tokenizer)
+    sidecar = dataclasses.replace(llama.sidecar, eos_token_ids=(eos,))
+    model = OrtModel(llama.folder, sidecar, llama.session, llama.tokenizer)
     result = model.generate(PROMPT, 8)
     assert result.ids == [greedy[: greedy.index(eos) + 1]]
     assert result.finish_reasons == ["eos"]
@@ -130,6 +132,14 @@ def test_chat_template(llama_dir: Path, tmp_path: Path) -> None:
     )
     text = OrtModel.open(folder).apply_chat_template([{"role": "user", "content": "hi"}])
     assert text == "<s><user>hi\n<assistant>"
+
+
+def test_open_prints_nothing(llama_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """ONNX Runtime logs from C++ straight to the process's stderr: nothing may reach it when a folder opens."""
+    capfd.readouterr()
+    OrtModel.open(llama_dir).generate(PROMPT, 2)
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
 
 
 def test_runtime_imports_no_torch() -> None:
@@ -187,6 +197,36 @@ def test_sidecar_layers_disagree_with_graph(llama_dir: Path, tmp_path: Path) -> 
     sidecar["num_layers"] = 3
     (folder / "awq2trt.json").write_text(json.dumps(sidecar))
     with pytest.raises(Awq2TrtError, match=r"expected the inputs of model\.onnx, got unknown past_key_values\.2"):
+        OrtModel.open(folder)
+
+
+def test_sidecar_is_the_typed_one(llama: OrtModel) -> None:
+    from awq2trt.sidecar import FORMAT_VERSION, Sidecar
+
+    assert isinstance(llama.sidecar, Sidecar) and llama.sidecar.format_version == FORMAT_VERSION
+    assert llama.sidecar.keeps_logits and not llama.sidecar.kv_cache.shared_buffer  # the ir graph: Concat
+    assert (
+        llama._past
+        == llama.sidecar.past_names()
+        == [f"past_key_values.{i}.{k}" for i in (0, 1) for k in ("key", "value")]
+    )
+
+
+def test_older_sidecar_format_is_refused(llama_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(llama_dir, tmp_path / "m")
+    sidecar = json.loads((folder / "awq2trt.json").read_text())
+    sidecar["format_version"] = 1
+    (folder / "awq2trt.json").write_text(json.dumps(sidecar))
+    with pytest.raises(Awq2TrtError, match=r"awq2trt\.json: expected format_version 2 .* got 1"):
+        OrtModel.open(folder)
+
+
+def test_sidecar_dtype_disagrees_with_graph(llama_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(llama_dir, tmp_path / "m")
+    sidecar = json.loads((folder / "awq2trt.json").read_text())
+    sidecar["inputs"]["position_ids"]["dtype"] = "int32"
+    (folder / "awq2trt.json").write_text(json.dumps(sidecar))
+    with pytest.raises(Awq2TrtError, match=r"expected position_ids of model\.onnx as int32, got int64"):
         OrtModel.open(folder)
 
 

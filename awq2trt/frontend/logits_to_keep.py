@@ -5,6 +5,17 @@ every position: for a 512-token prompt on SmolLM2 that is 512 x 49152 x 576 mult
 prefill) and a 100 MB logits tensor.  The input is an initializer as well (value 0 = keep every position), so
 a caller that does not know it, perplexity or ONNX Runtime GenAI, gets the full logits unchanged; our runtime
 feeds 1 during prefill.
+
+The cost of this form: ONNX Runtime warns, on every session at its default log level, that the initializer
+"appears in graph inputs and will not be treated as constant" (our runtime's sessions log errors only).  The
+forms that avoid the warning were measured (onnxruntime 1.32, onnxruntime-genai 0.18) and each breaks a caller:
+
+* an ``optional(tensor(int64))`` input read through ``OptionalHasElement`` / ``If`` / ``OptionalGetElement``:
+  ONNX Runtime accepts it left out, fed, or fed None, prints nothing, and the graph passes the checker and
+  strict shape inference; but ONNX Runtime GenAI crashes (segmentation fault) loading the folder, because
+  it reads every graph input's type as a tensor type;
+* the default as a sparse initializer: the same warning;
+* a plain required input: perplexity and GenAI, which do not feed it, fail with a missing input.
 """
 
 from __future__ import annotations

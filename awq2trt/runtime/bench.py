@@ -102,9 +102,9 @@ def benchmark(
         decode.append(timing.decode_tokens_per_s)
         ttft.append(1000 * timing.ttft_s)
     folder = model.folder
-    files = [folder / model.sidecar["model"]]
-    if model.sidecar.get("external_data"):
-        files.append(folder / model.sidecar["external_data"])
+    files = [folder / model.sidecar.model]
+    if model.sidecar.external_data:
+        files.append(folder / model.sidecar.external_data)
     return BenchReport(
         model=str(folder),
         provider=provider,

@@ -26,7 +26,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-LOGITS = "logits"
+from awq2trt.ir.io_names import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS
+from awq2trt.runtime.step import padded_mask
+
+__all__ = ["ConcatCache", "SharedBufferCache", "padded_mask"]
 
 
 class ConcatCache:
@@ -48,7 +51,7 @@ class ConcatCache:
     def prefill(self, feeds: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
         """Run the padded prompt (feeds as ``generate`` builds them); *lengths* are each row's real length."""
         self.lengths = lengths.astype(np.int64)
-        self.width = feeds["attention_mask"].shape[1]
+        self.width = feeds[ATTENTION_MASK].shape[1]
         return self.run(feeds)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
@@ -56,9 +59,9 @@ class ConcatCache:
         self.lengths = self.lengths + 1
         self.width += 1
         feeds = {
-            "input_ids": tokens.astype(np.int64).reshape(-1, 1),
-            "attention_mask": padded_mask(self.lengths, self.width, self.padding),
-            "position_ids": (self.lengths - 1)[:, None],
+            INPUT_IDS: tokens.astype(np.int64).reshape(-1, 1),
+            ATTENTION_MASK: padded_mask(self.lengths, self.width, self.padding),
+            POSITION_IDS: (self.lengths - 1)[:, None],
         }
         return self.run(feeds)[:, -1]
 
@@ -114,9 +117,9 @@ class SharedBufferCache:
         else:
             self.binding.bind_output(LOGITS, self.device)  # bound first: get_outputs()[0] is the logits
         if self.bind_inputs_once:
-            self.ids = self._bind_array(np.zeros((batch, 1), np.int64), "input_ids", "input")
-            self.positions = self._bind_array((self.lengths - 1)[:, None].copy(), "position_ids", "input")
-            self.mask = self._bind_array(padded_mask(self.lengths, self.capacity, "right"), "attention_mask", "input")
+            self.ids = self._bind_array(np.zeros((batch, 1), np.int64), INPUT_IDS, "input")
+            self.positions = self._bind_array((self.lengths - 1)[:, None].copy(), POSITION_IDS, "input")
+            self.mask = self._bind_array(padded_mask(self.lengths, self.capacity, "right"), ATTENTION_MASK, "input")
         for past_name, present_name, prompt in zip(self.past, self.present, out[1:], strict=True):
             # Zeros, not uninitialized memory: positions past a row's length are never read, but a NaN left
             # there by chance must not reach a score.  On the CPU the OrtValue shares the array's memory.
@@ -145,9 +148,9 @@ class SharedBufferCache:
         else:
             self.lengths = self.lengths + 1
             feeds = {
-                "input_ids": tokens.astype(np.int64).reshape(-1, 1),
-                "attention_mask": padded_mask(self.lengths, int(self.lengths.max()), "right"),
-                "position_ids": (self.lengths - 1)[:, None],
+                INPUT_IDS: tokens.astype(np.int64).reshape(-1, 1),
+                ATTENTION_MASK: padded_mask(self.lengths, int(self.lengths.max()), "right"),
+                POSITION_IDS: (self.lengths - 1)[:, None],
             }
             for name, array in feeds.items():
                 self.binding.bind_cpu_input(name, array)
@@ -163,10 +166,3 @@ class SharedBufferCache:
             self.binding.bind_ortvalue_output(name, value)
         self.buffers.append((value, array))
         return array
-
-
-def padded_mask(lengths: np.ndarray, width: int, side: str) -> np.ndarray:
-    """[batch, width] int64 attention mask with lengths[r] ones per row, packed to the left or right end."""
-    columns = np.arange(width)[None, :]
-    valid = columns < lengths[:, None] if side == "right" else columns >= (width - lengths)[:, None]
-    return valid.astype(np.int64)

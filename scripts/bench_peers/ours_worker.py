@@ -28,7 +28,10 @@ def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
         t = generation.timing
         return result(t.prefill_s, t.ttft_s, t.decode_s, generation.ids[0])
 
-    info = {"runtime": f"onnxruntime {onnxruntime.__version__}", "accuracy_level": model.sidecar.get("accuracy_level")}
+    info = {
+        "runtime": f"onnxruntime {onnxruntime.__version__}",
+        "accuracy_level": model.sidecar.target_options.get("accuracy_level"),
+    }
     return run, info
 
 
