@@ -31,17 +31,13 @@ MAX_CONTEXT = 1 << 24
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One graph input or output: element type, symbolic or fixed dims, and a default for optional inputs."""
+    """One graph input or output: element type and symbolic or fixed dims."""
 
     dtype: str
     shape: tuple[str | int, ...]
-    default: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"dtype": self.dtype, "shape": list(self.shape)}
-        if self.default is not None:
-            out["default"] = self.default
-        return out
+        return {"dtype": self.dtype, "shape": list(self.shape)}
 
 
 @dataclass(frozen=True)
@@ -327,16 +323,14 @@ class _Reader:
             where = f"{key}.{name}"
             if not isinstance(spec, dict):
                 raise self._fail(where, "an object with dtype and shape", spec)
-            dtype, shape, default = spec.get("dtype"), spec.get("shape"), spec.get("default")
+            dtype, shape = spec.get("dtype"), spec.get("shape")
             if dtype not in TENSOR_DTYPES:
                 raise self._fail(f"{where}.dtype", " or ".join(TENSOR_DTYPES), dtype)
             if not isinstance(shape, list) or not all(
                 isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in shape
             ):
                 raise self._fail(f"{where}.shape", "a list of dim names or sizes", shape)
-            if default is not None and (isinstance(default, bool) or not isinstance(default, int)):
-                raise self._fail(f"{where}.default", "an integer", default)
-            out[name] = TensorSpec(dtype, tuple(shape), default)
+            out[name] = TensorSpec(dtype, tuple(shape))
         return out
 
     def kv_cache(self) -> KvCacheSpec:

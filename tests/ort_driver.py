@@ -18,6 +18,7 @@ class IrSession:
         options.log_severity_level = 3  # fp16 graphs make ORT list every node it cannot constant-fold
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.layers = self.sidecar["num_layers"]
+        self.takes_keep = any(i.name == "num_logits_to_keep" for i in self.session.get_inputs())
         self.dtype = np.float16 if self.sidecar["dtype"] == "float16" else np.float32
 
     def empty_cache(self, batch: int) -> list[np.ndarray]:
@@ -30,10 +31,10 @@ class IrSession:
         mask: np.ndarray,
         positions: np.ndarray,
         cache: list[np.ndarray],
-        keep: int | None = None,
+        keep: int = 0,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        if keep is not None:
+        if self.takes_keep:  # 0 = every position's logits
             feeds["num_logits_to_keep"] = np.array([keep], np.int64)
         for i in range(self.layers):
             feeds[f"past_key_values.{i}.key"] = cache[2 * i]

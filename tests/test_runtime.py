@@ -142,6 +142,20 @@ def test_open_prints_nothing(llama_dir: Path, capfd: pytest.CaptureFixture[str])
     assert captured.err == "" and captured.out == ""
 
 
+def test_users_own_session_is_silent(llama_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A plain session at ONNX Runtime's default log level prints nothing on an exported graph.
+
+    (With num_logits_to_keep as an initializer doubling as an input's default, ORT warned on every session.)
+    """
+    import onnxruntime as ort
+
+    capfd.readouterr()
+    session = ort.InferenceSession(str(llama_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert capfd.readouterr().err == ""
+    assert "num_logits_to_keep" in {i.name for i in session.get_inputs()}
+    assert session.get_overridable_initializers() == []
+
+
 def test_runtime_imports_no_torch() -> None:
     code = (
         "import sys, awq2trt.runtime; "

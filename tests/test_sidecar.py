@@ -35,7 +35,7 @@ def _sidecar(layers: int = 2, shared: bool = False) -> Sidecar:
             "attention_mask": TensorSpec("int64", ("batch", "total_seq")),
             "position_ids": ids,
             **dict.fromkeys(io_names.past_names(layers), kv),
-            "num_logits_to_keep": TensorSpec("int64", (1,), default=0),
+            "num_logits_to_keep": TensorSpec("int64", (1,)),
         },
         outputs={
             "logits": TensorSpec("float32", ("batch", "kept_seq", "vocab")),

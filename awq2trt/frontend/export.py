@@ -346,8 +346,8 @@ def _sidecar(
             io_names.ATTENTION_MASK: TensorSpec("int64", ("batch", "total_seq")),
             io_names.POSITION_IDS: ids,
             **dict.fromkeys(layout.past_names(), kv),
-            # Optional: 0 = logits for every position, k > 0 = for the last k only.
-            io_names.LOGITS_TO_KEEP: TensorSpec("int64", (1,), default=0),
+            # 0 = logits for every position, k > 0 = for the last k only (frontend/logits_to_keep.py).
+            io_names.LOGITS_TO_KEEP: TensorSpec("int64", (1,)),
         },
         outputs={
             io_names.LOGITS: TensorSpec(float_name, ("batch", io_names.KEPT_DIM, "vocab")),

@@ -1,21 +1,19 @@
-"""``num_logits_to_keep``: an optional graph input that limits the output head to the last k positions.
+"""``num_logits_to_keep``: a graph input that limits the output head to the last k positions (0 = all).
 
 Generation needs the logits of the last prompt position only, but a traced decoder computes the head for
 every position: for a 512-token prompt on SmolLM2 that is 512 x 49152 x 576 multiply-adds (about 7 % of the
-prefill) and a 100 MB logits tensor.  The input is an initializer as well (value 0 = keep every position), so
-a caller that does not know it, perplexity or ONNX Runtime GenAI, gets the full logits unchanged; our runtime
-feeds 1 during prefill.
+prefill) and a 100 MB logits tensor.  Our runtime feeds 1 during prefill and 0 otherwise.
 
-The cost of this form: ONNX Runtime warns, on every session at its default log level, that the initializer
-"appears in graph inputs and will not be treated as constant" (our runtime's sessions log errors only).  The
-forms that avoid the warning were measured (onnxruntime 1.32, onnxruntime-genai 0.18) and each breaks a caller:
+It is a plain (required) int64 [1] input, the form transformers' own ONNX exports use, because the forms that
+make it optional each cost a caller something (measured with onnxruntime 1.32 and onnxruntime-genai 0.18):
 
+* an initializer doubling as the input's default: ONNX Runtime warns on every session at its default log
+  level that the initializer "appears in graph inputs and will not be treated as constant" (users' own
+  sessions included);
 * an ``optional(tensor(int64))`` input read through ``OptionalHasElement`` / ``If`` / ``OptionalGetElement``:
-  ONNX Runtime accepts it left out, fed, or fed None, prints nothing, and the graph passes the checker and
-  strict shape inference; but ONNX Runtime GenAI crashes (segmentation fault) loading the folder, because
-  it reads every graph input's type as a tensor type;
-* the default as a sparse initializer: the same warning;
-* a plain required input: perplexity and GenAI, which do not feed it, fail with a missing input.
+  ONNX Runtime is silent, but ONNX Runtime GenAI crashes loading the folder (it reads every input as a tensor);
+* the plain input: ONNX Runtime is silent and GenAI feeds it (0) by itself, since it knows the name from
+  transformers' exports; callers driving the session by hand feed ``np.zeros(1, np.int64)`` for every position.
 """
 
 from __future__ import annotations
@@ -46,14 +44,8 @@ def add_logits_to_keep(model: Any) -> bool:
     if head is None:
         return False
     logits = head.outputs[0]
-    keep = ir.Value(
-        name=INPUT_NAME,
-        shape=ir.Shape([1]),
-        type=ir.TensorType(ir.DataType.INT64),
-        const_value=ir.tensor(np.zeros(1, np.int64), name=INPUT_NAME),
-    )
+    keep = ir.Value(name=INPUT_NAME, shape=ir.Shape([1]), type=ir.TensorType(ir.DataType.INT64))
     graph.inputs.append(keep)
-    graph.register_initializer(keep)
 
     def const(name: str, values: list[int]) -> Any:
         value = ir.Value(

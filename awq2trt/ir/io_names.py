@@ -2,7 +2,8 @@
 
 The convention is ONNX Runtime GenAI's and optimum's: inputs ``input_ids`` [batch, seq], ``attention_mask``
 [batch, total_seq], ``position_ids`` [batch, seq], ``past_key_values.{i}.key|value`` [batch, kv_heads, past_seq,
-head_dim] and the optional ``num_logits_to_keep``; outputs ``logits`` and ``present.{i}.key|value``.
+head_dim] and ``num_logits_to_keep`` [1] (0 = every position's logits, k = the last k); outputs ``logits`` and
+``present.{i}.key|value``.
 This module imports nothing, so serving code can read it without the compiler.
 """
 

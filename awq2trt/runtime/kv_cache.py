@@ -20,7 +20,7 @@ Both caches take the prompt through ``prefill`` and then one token per row throu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,8 +35,17 @@ __all__ = ["ConcatCache", "SharedBufferCache", "padded_mask"]
 class ConcatCache:
     padding = "left"
 
-    def __init__(self, session: ort.InferenceSession, past: Sequence[str], present: Sequence[str], empty: np.ndarray):
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        past: Sequence[str],
+        present: Sequence[str],
+        empty: np.ndarray,
+        constant_inputs: Mapping[str, np.ndarray] | None = None,
+    ):
+        """*constant_inputs* are fed unchanged to every decode step (``num_logits_to_keep`` = 0)."""
         self.session = session
+        self.constant_inputs = dict(constant_inputs or {})
         self.past = list(past)
         self.outputs = [LOGITS, *present]
         self.arrays = [empty] * len(self.past)
@@ -62,6 +71,7 @@ class ConcatCache:
             INPUT_IDS: tokens.astype(np.int64).reshape(-1, 1),
             ATTENTION_MASK: padded_mask(self.lengths, self.width, self.padding),
             POSITION_IDS: (self.lengths - 1)[:, None],
+            **self.constant_inputs,
         }
         return self.run(feeds)[:, -1]
 
@@ -79,9 +89,14 @@ class SharedBufferCache:
         device: str = "cpu",
         *,
         bind_inputs_once: bool | None = None,
+        constant_inputs: Mapping[str, np.ndarray] | None = None,
     ) -> None:
-        """*bind_inputs_once* defaults to on for the CPU (where it is tested); off, every step binds fresh inputs."""
+        """*bind_inputs_once* defaults to on for the CPU (where it is tested); off, every step binds fresh inputs.
+
+        *constant_inputs* are bound once for every decode step (``num_logits_to_keep`` = 0).
+        """
         self.session = session
+        self.constant_inputs = dict(constant_inputs or {})
         self.past, self.present = list(past), list(present)
         self.shape, self.dtype, self.device = shape, dtype, device
         self.binding: Any = None  # made by the prefill
@@ -103,8 +118,8 @@ class SharedBufferCache:
     def prefill(self, feeds: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
         """Plain ``run`` from an empty past, then the buffers start as copies of its ``present``.
 
-        IO binding refuses inputs that have a default (``num_logits_to_keep``), and the prefill is the step
-        that needs it; the one copy of the prompt's keys costs far less than computing every position's logits.
+        The prefill's past is empty and its output sizes differ from a decode step's, so it runs unbound; the one
+        copy of the prompt's keys into the buffers costs far less than a second binding.
         """
         batch, heads, _, head_dim = self.shape
         self.lengths = lengths.astype(np.int64)
@@ -116,6 +131,8 @@ class SharedBufferCache:
             self.logits = self._bind_array(np.empty((batch, 1, out[0].shape[-1]), out[0].dtype), LOGITS, "output")
         else:
             self.binding.bind_output(LOGITS, self.device)  # bound first: get_outputs()[0] is the logits
+        for name, array in self.constant_inputs.items():
+            self._bind_array(np.array(array), name, "input")
         if self.bind_inputs_once:
             self.ids = self._bind_array(np.zeros((batch, 1), np.int64), INPUT_IDS, "input")
             self.positions = self._bind_array((self.lengths - 1)[:, None].copy(), POSITION_IDS, "input")

@@ -2,7 +2,7 @@
 
 ``OrtStepModel.new_sequence_batch`` picks the cache the sidecar's ``kv_cache`` calls for (``kv_cache``:
 ``SharedBufferCache`` when past and present are one buffer, ``ConcatCache`` otherwise) and wraps it in an
-``OrtSequenceBatch``, which feeds the prompt with ``num_logits_to_keep`` where the graph takes it and hands
+``OrtSequenceBatch``, which feeds the prompt with ``num_logits_to_keep`` (1: the last position) and hands
 the loop each row's last logits.  Decode steps go straight to the cache's own ``step``: nothing is added
 between the loop and the session on the per-token path.
 """
@@ -36,7 +36,7 @@ class OrtSequenceBatch:
         # Each row's last prompt token is the last column, except for right-padded rows of different lengths.
         ragged_right = self.padding == "right" and bool((lengths != longest).any())
         feeds = {io_names.INPUT_IDS: ids, io_names.ATTENTION_MASK: mask, io_names.POSITION_IDS: positions}
-        if self.keeps_logits and longest > 1:
+        if self.keeps_logits:  # a required input: 1 where the last column is every row's last prompt token
             feeds[io_names.LOGITS_TO_KEEP] = _KEEP_ALL if ragged_right else _KEEP_LAST
         logits = self.cache.prefill(feeds, lengths)
         return logits[np.arange(batch), lengths - 1] if ragged_right else logits[:, -1]
@@ -57,12 +57,16 @@ class OrtStepModel:
     def new_sequence_batch(self, batch: int, capacity: int) -> OrtSequenceBatch:
         """The KV cache this graph's form calls for; *capacity* bounds the sequence for a shared buffer."""
         sidecar = self.sidecar
+        # Decode steps have one position: every position's logits (0) is the last one's.
+        constant = {io_names.LOGITS_TO_KEEP: _KEEP_ALL} if sidecar.keeps_logits else {}
         cache: ConcatCache | SharedBufferCache
         if sidecar.kv_cache.shared_buffer:
             shape = (batch, sidecar.num_kv_heads, capacity, sidecar.head_dim)
-            cache = SharedBufferCache(self.session, self.past, self.present, shape, self.dtype, self.device)
+            cache = SharedBufferCache(
+                self.session, self.past, self.present, shape, self.dtype, self.device, constant_inputs=constant
+            )
         else:
-            cache = ConcatCache(self.session, self.past, self.present, self.empty_past(batch))
+            cache = ConcatCache(self.session, self.past, self.present, self.empty_past(batch), constant)
         return OrtSequenceBatch(cache, sidecar.keeps_logits)
 
     def empty_past(self, batch: int) -> np.ndarray:

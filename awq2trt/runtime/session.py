@@ -167,7 +167,8 @@ class OrtModel:
             io_names.POSITION_IDS: np.ascontiguousarray(positions),
             **{name: empty for name in self._past},
         }
-        # num_logits_to_keep is left out: every position's logits.
+        if self.sidecar.keeps_logits:
+            feeds[io_names.LOGITS_TO_KEEP] = np.zeros(1, np.int64)  # every position's logits
         return self.session.run([io_names.LOGITS], feeds)[0]
 
     # -- generation ---------------------------------------------------------------------------------------------
@@ -203,10 +204,9 @@ def _check_io(sidecar: Sidecar, session: ort.InferenceSession, path: Path) -> No
     """The graph's inputs and outputs must be the sidecar's, by name and element type.
 
     ``Sidecar.read`` has already checked the names against the layer count; this checks them against the graph.
-    An input with a default value is an "overridable initializer" to ONNX Runtime, not a plain input.
     """
     actual = {
-        "inputs": [*session.get_inputs(), *session.get_overridable_initializers()],
+        "inputs": session.get_inputs(),
         "outputs": session.get_outputs(),
     }
     for side, declared in (("inputs", sidecar.inputs), ("outputs", sidecar.outputs)):
