@@ -82,7 +82,7 @@ def test_compressed_tensors_round_trip(qw: QuantWeight) -> None:
 
 
 def test_gemv_padding_rule_matches_fixture_shapes() -> None:
-    # Documented in shared/fixtures/README.md: in=256, g64 -> 4 groups -> W=2 words, scales [256, 16].
+    # Documented in tests/data/peers/README.md: in=256, g64 -> 4 groups -> W=2 words, scales [256, 16].
     t = encode_gemv(make_weight(0, 256, 256, 64, True))
     assert t["qzeros"].shape == (256, 2) and t["scales"].shape == (256, 16)
     t = encode_gemv(make_weight(0, 8, 512, 32, True))  # 16 groups -> 2 words -> padded to 4
