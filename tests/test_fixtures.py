@@ -21,7 +21,8 @@ from tests.conftest import (
 )
 
 Q_PROJ = "model.layers.0.self_attn.q_proj"
-# The tools compute in fp16; an exact fp32 forward with their weights lands within ~1e-3 (1.24e-3 for the six-layer model; tests/data/peers/README.md).
+# The tools compute in fp16; an exact fp32 forward with their weights lands within ~1e-3 (1.24e-3 measured on the
+# six-layer model; tests/data/peers/README.md).
 PEER_NOISE_MAX_ABS = 1.5e-3
 PEER_NOISE_REL = 1e-3
 

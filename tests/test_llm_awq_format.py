@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from awq2trt.checkpoint import open_checkpoint
 from awq2trt.checkpoint.formats.llm_awq import (
     decode_llm_awq_v0,
     decode_llm_awq_v1,
@@ -27,7 +28,6 @@ from awq2trt.checkpoint.formats.llm_awq import (
     llm_awq_v2_kernel_weight,
     zeros_width,
 )
-from awq2trt.checkpoint import open_checkpoint
 from awq2trt.errors import Awq2TrtError
 from awq2trt.quant_weight import QuantWeight
 from tests.conftest import LLM_AWQ_FIXTURES, fixture_path, max_abs_rel, reference
