@@ -415,6 +415,7 @@ def test_fixture_logits_and_greedy_ids(name: str, exported_ir: dict[str, Path], 
     plain_ids, plain_logits = IrSession(plain).greedy(ids, 16)
     fused_ids, fused_logits = IrSession(fused).greedy(ids, 16)
     np.testing.assert_array_equal(fused_ids, plain_ids)
+    print("MEAS1", name, max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)))
     assert max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)) <= 2e-3
     # The portable graph with its fused Int4MatMuls (function bodies) is bit-for-bit the unfused one.
     if name == E2E[0]:
@@ -468,6 +469,7 @@ def test_gqa_forms(disabled: tuple[str, ...], expected_gqa: str, exported_ir: di
     plain_ids, plain_logits = IrSession(plain).greedy(ids, 12)
     fused_ids, fused_logits = IrSession(fused).greedy(ids, 12)
     np.testing.assert_array_equal(fused_ids, plain_ids)
+    print("MEAS2", disabled, max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)))
     assert max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)) <= 2e-3
 
 
