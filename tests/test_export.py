@@ -318,7 +318,7 @@ def exported_ort(exported: dict, tmp_path_factory: pytest.TempPathFactory) -> di
 @pytest.mark.parametrize("case", CASES)
 def test_group_query_attention_matches_pytorch(case: str, exported: dict, exported_ort: dict) -> None:
     """Every pass (GroupQueryAttention with a shared KV buffer included), accuracy level 0, against PyTorch:
-    every step's logits of a 64-token greedy continuation within 2e-3, and the same ids from the product runtime.
+    every step's logits of a 64-token greedy continuation within 1e-5, and the same ids from the product runtime.
 
     The Mistral case has a 6-token window under a 16-token prompt, so the window is exercised in prefill
     and in every decode step."""
@@ -342,14 +342,14 @@ def test_group_query_attention_matches_pytorch(case: str, exported: dict, export
     ours = OrtModel.open(folder, threads=2)
     with torch.inference_mode():
         torch_logits = model(torch.from_numpy(ids)).logits.numpy()
-    assert max_abs_rel(ours.logits(ids), torch_logits)[0] <= 1e-4
+    assert max_abs_rel(ours.logits(ids), torch_logits)[0] <= 1e-5  # measured at most 1.1e-6
     steps = 64
     torch_ids, torch_steps = torch_greedy(model, ids, steps)
     graph_ids, graph_steps = IrSession(folder).greedy(ids, steps)  # past and present as separate tensors
     np.testing.assert_array_equal(graph_ids, torch_ids)
     errors = [max_abs_rel(a, b)[0] for a, b in zip(graph_steps, torch_steps, strict=True)]
-    print("MEAS", case, max(errors), max_abs_rel(ours.logits(ids), torch_logits)[0])
-    assert max(errors) <= 2e-3, (int(np.argmax(errors)), max(errors))
+    # Measured at most 1.2e-6 over the 65 steps on every case (fp32 rounding); a real regression is far above.
+    assert max(errors) <= 1e-5, (int(np.argmax(errors)), max(errors))
     assert ours.generate(ids[0], steps, stop_at_eos=False).ids[0] == torch_ids[0].tolist()
 
 
