@@ -47,7 +47,7 @@ def report(name: str, checkpoint: Path, ids: np.ndarray, tool_logits: np.ndarray
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures")
+    parser.add_argument("--fixtures", type=Path, default=ROOT / "tests" / "data" / "peers")
     parser.add_argument("--smollm2", action="store_true", help="also SmolLM2-135M RTN g64 (a few minutes)")
     args = parser.parse_args()
     rows = []

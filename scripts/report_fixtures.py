@@ -1,6 +1,6 @@
 """Print how closely our reference model reproduces each third-party fixture's own outputs.
 
-    bash scripts/venv-run python scripts/report_fixtures.py [--fixtures ../shared/fixtures]
+    bash scripts/venv-run python scripts/report_fixtures.py [--fixtures tests/data/peers]
 
 For every fixture: the dequantized layer-0 q_proj against the tool's dequantization, and the prefill logits of
 our fp32 and fp16 reference models against the tool's logits (max-abs and relative L2).
@@ -28,7 +28,7 @@ def errors(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures")
+    parser.add_argument("--fixtures", type=Path, default=ROOT / "tests" / "data" / "peers")
     args = parser.parse_args()
     rows = []
     for folder in sorted((args.fixtures / "awq").iterdir()):

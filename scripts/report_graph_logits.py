@@ -2,7 +2,7 @@
 
     bash scripts/venv-run python scripts/report_graph_logits.py [--skip-peer]
 
-For every AWQ fixture in ../shared/fixtures/awq: our ``ort`` export at accuracy level 0 and 4, and the graph
+For every AWQ fixture in tests/data/peers/awq: our ``ort`` export at accuracy level 0 and 4, and the graph
 ONNX Runtime GenAI's model builder makes from the same checkpoint (``-p int4 -e cpu``, in the peer venv that
 scripts/bench_decode.py uses), each run by stock ONNX Runtime on the fixture's 16 reference ids.  Columns:
 max-abs and relative-L2 error against the tool's logits, and the share of positions whose argmax agrees.
@@ -29,7 +29,7 @@ import bench_export  # noqa: E402
 
 from awq2trt.frontend.export import export_checkpoint  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "awq"
+FIXTURES = ROOT / "tests" / "data" / "peers" / "awq"
 
 
 def prefill_logits(folder: Path, ids: np.ndarray, kv_heads: int, head_dim: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """A corpus of broken checkpoint inputs: every one is a user mistake that must end in one clear error line.
 
 Each `BrokenCase` builds its input under a pytest ``tmp_path`` (copying one of the valid third-party
-fixtures in ``shared/fixtures/awq`` and corrupting the copy) and says which file or tensor the CLI's
+fixtures in ``tests/data/peers/awq`` and corrupting the copy) and says which file or tensor the CLI's
 ``error: <where>: expected <x>, got <y>`` line must name.  The fixtures themselves are never modified.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "awq"
+FIXTURES = Path(__file__).resolve().parent / "data" / "peers" / "awq"
 # What a user copies around with a checkpoint; the fixtures' reference/ folder is left out on purpose.
 CHECKPOINT_FILES = (
     "config.json",
@@ -58,7 +58,7 @@ def copy_fixture(tmp_path: Path, name: str) -> Path:
     """A private, writable copy of fixture *name* (config, weights and tokenizer files only)."""
     src = FIXTURES / name
     if not src.is_dir():
-        pytest.skip(f"third-party fixture {src} is not present (shared/ must sit beside the project)")
+        pytest.fail(f"third-party fixture {src} is missing (tests/data/peers/ is part of the repository)")
     dst = tmp_path / name
     dst.mkdir()
     for file in CHECKPOINT_FILES:

@@ -36,6 +36,7 @@ from tests.conftest import copy_with_config, source_path
 # Small grids and little text keep every quantization here to a second or two.
 FAST = {"scale_grid": (0.0, 0.25, 0.5, 0.75), "clip_grid": (1.0, 0.9, 0.8, 0.7), "search_samples": 4}
 CALIB = {"calib_samples": 6, "calib_seqlen": 48}
+GPL3 = Path("/usr/share/common-licenses/GPL-3")  # excluded from the default calibration text
 LINEARS = [f"self_attn.{p}_proj" for p in "qkvo"] + [f"mlp.{p}_proj" for p in ("gate", "up", "down")]
 
 
@@ -147,36 +148,87 @@ def test_scale_and_clip_searches_never_lose_to_rtn_on_their_data() -> None:
         assert torch.all(err_clip <= err_rtn * (1 + 1e-5) + 1e-9)
 
 
+def _numpy_rtn(w: np.ndarray, group: int) -> np.ndarray:
+    """Plain asymmetric 4-bit round-to-nearest per group, dequantized (the baseline AWQ has to beat)."""
+    n, k = w.shape
+    g = w.reshape(n, k // group, group).astype(np.float64)
+    lo, hi = g.min(axis=2, keepdims=True), g.max(axis=2, keepdims=True)
+    scale = np.maximum(hi - lo, 1e-8) / 15
+    zero = np.clip(np.round(-lo / scale), 0, 15)
+    codes = np.clip(np.round(g / scale) + zero, 0, 15)
+    return ((codes - zero) * scale).reshape(n, k).astype(np.float32)
+
+
+def _numpy_dequant(qw: object) -> np.ndarray:
+    """(q - z) * s per group, from the QuantWeight's fields."""
+    g = qw.group_size
+    return (
+        (qw.qweight.astype(np.float64) - np.repeat(qw.zeros.astype(np.float64), g, axis=1))
+        * np.repeat(qw.scales.astype(np.float64), g, axis=1)
+    ).astype(np.float32)
+
+
+def _block_output(block: torch.nn.Module, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    with torch.no_grad():
+        outputs = [block(hidden[i : i + 1], **kwargs) for i in range(hidden.shape[0])]
+    return torch.cat([o[0] if isinstance(o, tuple) else o for o in outputs])
+
+
 @pytest.mark.parametrize("model", ["llama", "qwen2"])
-def test_block_error_no_worse_than_rtn_on_the_same_data(model: str) -> None:
+def test_block_error_no_worse_than_rtn_on_held_out_text(model: str) -> None:
+    """Per block: calibrated on the default text (license texts other than GPL-3), the AWQ block's output
+    error on GPL-3 text, which the search never saw, is at most plain RTN's.  Both errors are computed here
+    from the weights quantize_block returns (its folded norms and int4 codes) with the model's own layers."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    from awq2trt.evaluate.reference import load_tokenizer
+
     source = source_path(model)
     ckpt = open_checkpoint(source)
     blockwise = BlockwiseModel(ckpt, "model.layers", torch.device("cpu"))
-    from awq2trt.evaluate.reference import load_tokenizer
-
-    ids = torch.from_numpy(calibration_samples(load_tokenizer(source), samples=6, seqlen=48))
-    hidden, kwargs = blockwise.block_inputs(ids)
-    # The blockwise runner reproduces the float model: its first block's input is the embedding.
-    from transformers import AutoModelForCausalLM
-
+    tokenizer = load_tokenizer(source)
+    calib_ids = torch.from_numpy(calibration_samples(tokenizer, samples=6, seqlen=48))
+    held_ids = torch.from_numpy(calibration_samples(tokenizer, GPL3, samples=6, seqlen=48))
+    calib, kwargs = blockwise.block_inputs(calib_ids)
+    held, _ = blockwise.block_inputs(held_ids)
     hf = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     with torch.no_grad():
-        states = hf(ids, output_hidden_states=True).hidden_states
-    assert torch.allclose(hidden, states[0], atol=1e-6)
+        states = hf(held_ids, output_hidden_states=True).hidden_states
+    assert torch.allclose(held, states[0], atol=1e-6)  # the block inputs are the model's own hidden states
+    ratios = []
     for index in range(len(blockwise.blocks)):
-        block = blockwise.load_block(index)
+        float_block = hf.model.layers[index]
         result = quantize_block(
-            block, f"b{index}", hidden, hidden, kwargs, BUILTIN_MAPPINGS[model], fast(), LINEARS, next_inputs="float"
+            blockwise.load_block(index),
+            f"b{index}",
+            calib,
+            calib,  # the report's own check sees calibration data only; the held-out figures are ours
+            kwargs,
+            BUILTIN_MAPPINGS[model],
+            fast(),
+            LINEARS,
+            next_inputs="float",
         )
-        assert result.report.awq_mse <= result.report.rtn_mse
-        # next_inputs="float": the float block's output, i.e. the model's next hidden state (transformers
-        # reports the last one after the final norm).
-        last = index == len(blockwise.blocks) - 1
-        with torch.no_grad():
-            produced = hf.model.norm(result.next_calib) if last else result.next_calib
-        assert torch.allclose(produced, states[index + 1], atol=1e-4)
-        hidden = result.next_calib
+        awq_block, rtn_block = copy.deepcopy(float_block), copy.deepcopy(float_block)
+        awq_params = dict(awq_block.named_parameters())
+        for name, value in result.dense.items():
+            awq_params[name].data = torch.from_numpy(value)
+        for name in LINEARS:
+            awq_linear = awq_block.get_submodule(name)
+            awq_linear.weight.data = torch.from_numpy(_numpy_dequant(result.quantized[name]))
+            if result.biases[name] is not None:
+                awq_linear.bias.data = torch.from_numpy(result.biases[name])
+            linear = rtn_block.get_submodule(name)
+            linear.weight.data = torch.from_numpy(_numpy_rtn(linear.weight.data.numpy(), 64))
+        reference = _block_output(float_block, held, kwargs)
+        awq_mse = float(((_block_output(awq_block, held, kwargs) - reference) ** 2).mean())
+        rtn_mse = float(((_block_output(rtn_block, held, kwargs) - reference) ** 2).mean())
+        ratios.append(awq_mse / rtn_mse)
+        calib = result.next_calib
         blockwise.release_block(index)
+    assert max(ratios) <= 0.97, ratios  # measured 0.90-0.92 per block (llama, qwen2)
 
 
 def test_checkpoint_round_trip(tmp_path: Path, mha_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,9 +300,9 @@ def test_api_and_cli_mirror(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         ({"calib_samples": 1}, r"--calib-samples: expected at least 2"),
     ],
 )
-def test_bad_inputs_name_the_culprit(tmp_path: Path, change: dict, match: str) -> None:
-    if change.get("device") == "cuda" and torch.cuda.is_available():
-        pytest.skip("a GPU is present: --device cuda is valid here")
+def test_bad_inputs_name_the_culprit(tmp_path: Path, change: dict, match: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if change.get("device") == "cuda":  # the message for a machine without a GPU, wherever the test runs
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     files = {
         "EMPTY": ("calib.txt", "  \n"),
         "SHORT": ("calib.txt", "only a few words of calibration text"),

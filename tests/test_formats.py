@@ -17,6 +17,7 @@ from awq2trt.checkpoint.formats.awq_gemv import decode_gemv, encode_gemv
 from awq2trt.checkpoint.formats.compressed_tensors import decode_compressed, encode_compressed
 from awq2trt.quant_weight import QuantWeight
 from tests.checkpoint_factory import ENCODERS, write_checkpoint
+from tests.conftest import fixture_path
 
 GROUP_SIZES = (32, 64, 128)
 
@@ -82,13 +83,41 @@ def test_compressed_tensors_round_trip(qw: QuantWeight) -> None:
 
 
 def test_gemv_padding_rule_matches_fixture_shapes() -> None:
-    # Documented in shared/fixtures/README.md: in=256, g64 -> 4 groups -> W=2 words, scales [256, 16].
+    # Documented in tests/data/peers/README.md: in=256, g64 -> 4 groups -> W=2 words, scales [256, 16].
     t = encode_gemv(make_weight(0, 256, 256, 64, True))
     assert t["qzeros"].shape == (256, 2) and t["scales"].shape == (256, 16)
     t = encode_gemv(make_weight(0, 8, 512, 32, True))  # 16 groups -> 2 words -> padded to 4
     assert t["qzeros"].shape == (8, 4)
     t = encode_gemv(make_weight(0, 8, 1024, 128, True))  # 8 groups -> 1 word, no padding
     assert t["qzeros"].shape == (8, 1)
+
+
+ENCODERS_BY_FIXTURE = {
+    "llama-gemm-g64": encode_gemm,
+    "qwen2-gemm-g128": encode_gemm,
+    "llama-gemv-g64": encode_gemv,
+    "llama-ct-g128": encode_compressed,
+    "llama6-gemm-g128": encode_gemm,
+}
+
+
+@pytest.mark.parametrize("fixture", sorted(ENCODERS_BY_FIXTURE))
+def test_peer_tensors_round_trip_byte_for_byte(fixture: str) -> None:
+    """The tools' own packed tensors, read and written again, come back as the tools wrote them (dtype, shape,
+    bytes, padding): a round trip of our own encoder alone cannot show that we read their layout."""
+    from safetensors.numpy import load_file
+
+    folder = fixture_path(fixture)
+    theirs = load_file(str(folder / "model.safetensors"))
+    ckpt = open_checkpoint(folder)
+    assert len(ckpt.linears) == 7 * int(ckpt.config["num_hidden_layers"])
+    for name in ckpt.linears:
+        ours = ENCODERS_BY_FIXTURE[fixture](ckpt.quant_weight(name))
+        assert {f"{name}.{k}" for k in ours} == {k for k in theirs if k.startswith(name + ".")} - {f"{name}.bias"}
+        for key, value in ours.items():
+            peer = theirs[f"{name}.{key}"]
+            assert (value.dtype, value.shape) == (peer.dtype, peer.shape), (name, key)
+            assert value.tobytes() == peer.tobytes(), (name, key)
 
 
 def test_compressed_tensors_sign_offset_by_hand() -> None:

@@ -19,7 +19,7 @@ from awq2trt.frontend import layer_stamp
 from awq2trt.frontend.export import export_checkpoint
 from awq2trt.modeling.loader import hf_config, load_reference_model
 from awq2trt.quantize.api import quantize_checkpoint
-from tests.conftest import source_path
+from tests.conftest import fixture_path, max_abs_rel, reference, source_path
 
 LAYERS = 5
 PROMPT = np.array([[5, 17, 3, 99, 42, 8, 250, 61, 7, 33, 12]], dtype=np.int64)
@@ -79,6 +79,21 @@ def _assert_prompt_logits_match_reference(checkpoint: Path, folder: Path) -> Non
     assert np.abs(logits - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 
 
+def _assert_stamped_equals_full(stamped: object, full: object, layers: int) -> None:
+    """Same passes, same op sequence, same IO and weights, and bit-identical outputs on PROMPT after a past."""
+    assert stamped.passes == full.passes and stamped.passes["fuse_gqa"] == layers
+    graphs = [onnx.load(str(f.output / "model.onnx"), load_external_data=False).graph for f in (stamped, full)]
+    assert [n.op_type for n in graphs[0].node] == [n.op_type for n in graphs[1].node]
+    for kind in ("input", "output"):
+        assert [v.name for v in getattr(graphs[0], kind)] == [v.name for v in getattr(graphs[1], kind)]
+    weights = [{t.name for t in g.initializer if not t.name.startswith("val_")} for g in graphs]  # val_*: constants
+    assert weights[0] == weights[1] and len(graphs[0].initializer) == len(graphs[1].initializer)
+    outputs = [_run(f.output) for f in (stamped, full)]
+    assert len(outputs[0]) == 1 + 2 * layers
+    for a, b in zip(*outputs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("name", ["llama", "qwen2", "mistral"])
 def test_stamped_export_equals_full_trace(name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     checkpoint = _deep_model(name, tmp_path)
@@ -88,21 +103,48 @@ def test_stamped_export_equals_full_trace(name: str, tmp_path: Path, caplog: pyt
         stamped = export_checkpoint(checkpoint, tmp_path / "stamped", **options)
     assert "tracing every layer" not in caplog.text  # the template path ran, it did not fall back
     full = export_checkpoint(checkpoint, tmp_path / "full", full_trace=True, **options)
-    assert stamped.passes == full.passes and stamped.passes["fuse_gqa"] == LAYERS
-
-    graphs = [onnx.load(str(f.output / "model.onnx"), load_external_data=False).graph for f in (stamped, full)]
-    assert [n.op_type for n in graphs[0].node] == [n.op_type for n in graphs[1].node]
-    for kind in ("input", "output"):
-        assert [v.name for v in getattr(graphs[0], kind)] == [v.name for v in getattr(graphs[1], kind)]
-    weights = [{t.name for t in g.initializer if not t.name.startswith("val_")} for g in graphs]  # val_*: constants
-    assert weights[0] == weights[1] and len(graphs[0].initializer) == len(graphs[1].initializer)
-
-    outputs = [_run(f.output) for f in (stamped, full)]
-    assert len(outputs[0]) == 1 + 2 * LAYERS
-    for a, b in zip(*outputs, strict=True):
-        np.testing.assert_array_equal(a, b)
-
+    _assert_stamped_equals_full(stamped, full, LAYERS)
     _assert_prompt_logits_match_reference(checkpoint, stamped.output)  # prompt only: no past
+
+
+def _prompt_logits(folder: Path, ids: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids),
+        "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
+    }
+    for item in session.get_inputs():
+        if item.name.startswith("past_key_values."):
+            feeds[item.name] = np.zeros((1, item.shape[1], 0, item.shape[3]), dtype=np.float32)
+    return session.run(["logits"], feeds)[0]
+
+
+def test_stamped_peer_checkpoint_with_six_layers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """AutoAWQ's own six-layer checkpoint (twice the template's depth): the stamped export is the full trace,
+    and both give AutoAWQ's reference logits (fp16 activations there: 1.2e-3 measured for an exact fp32
+    forward, tests/data/peers/README.md) and awq2trt's fp32 reference model's to float rounding."""
+    checkpoint = fixture_path("llama6-gemm-g128")
+    ckpt = open_checkpoint(checkpoint)
+    layers = int(ckpt.config["num_hidden_layers"])
+    assert layers == 6 > layer_stamp.TEMPLATE_LAYERS
+    assert layer_stamp.template_reason(ckpt, None) is None
+    options = {"target": "ort", "accuracy_level": 0, "progress": False}
+    with caplog.at_level(logging.INFO, logger="awq2trt.frontend.export"):
+        stamped = export_checkpoint(checkpoint, tmp_path / "stamped", **options)
+    assert "tracing every layer" not in caplog.text
+    full = export_checkpoint(checkpoint, tmp_path / "full", full_trace=True, **options)
+    _assert_stamped_equals_full(stamped, full, layers)
+
+    ref = reference(checkpoint)
+    with torch.inference_mode():
+        ours = load_reference_model(checkpoint, progress=False)(torch.from_numpy(ref["input_ids"])).logits.numpy()
+    for result in (stamped, full):
+        logits = _prompt_logits(result.output, ref["input_ids"])
+        max_abs, rel = max_abs_rel(logits, ref["logits"])
+        assert max_abs <= 1.5e-3 and rel <= 1e-3, (max_abs, rel)
+        assert max_abs_rel(logits, ours)[0] <= 1e-5
+        np.testing.assert_array_equal(logits.argmax(-1), ref["logits"].argmax(-1))
 
 
 @pytest.mark.parametrize("written", ["with layer_types", "without layer_types"])

@@ -446,7 +446,8 @@ def test_fixture_logits_and_greedy_ids(name: str, exported_ir: dict[str, Path], 
     plain_ids, plain_logits = IrSession(plain).greedy(ids, 16)
     fused_ids, fused_logits = IrSession(fused).greedy(ids, 16)
     np.testing.assert_array_equal(fused_ids, plain_ids)
-    assert max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)) <= 2e-3
+    # Exact accuracy level: measured at most 6.6e-7 over the 17 steps (fp32 rounding of the fused kernels).
+    assert max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)) <= 1e-5
     # The portable graph with its fused Int4MatMuls (function bodies) is bit-for-bit the unfused one.
     if name == E2E[0]:
         ir_fused, _ = _lowered_copy(exported_ir[name], tmp_path / "ir", "ir", passes=True)
@@ -499,7 +500,8 @@ def test_gqa_forms(disabled: tuple[str, ...], expected_gqa: str, exported_ir: di
     plain_ids, plain_logits = IrSession(plain).greedy(ids, 12)
     fused_ids, fused_logits = IrSession(fused).greedy(ids, 12)
     np.testing.assert_array_equal(fused_ids, plain_ids)
-    assert max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)) <= 2e-3
+    # measured at most 6.0e-7 over the 13 steps
+    assert max(max_abs_rel(f, p)[0] for f, p in zip(fused_logits, plain_logits, strict=True)) <= 1e-5
 
 
 def _load_folder(folder: Path) -> Any:

@@ -133,7 +133,7 @@ def smollm2_ort(smollm2_rtn: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_ort_graph_with_every_pass_matches_reference(smollm2_rtn: Path, smollm2_ort: Path) -> None:
     """The ort target after every pass (fused q/k/v and gate/up, norms, rotary, GroupQueryAttention), exact
-    accuracy level: a 64-token greedy continuation's logits within 2e-3 of PyTorch's at every step, same ids
+    accuracy level: a 64-token greedy continuation's logits within 5e-4 of PyTorch's at every step, same ids
     from the product runtime (shared KV buffer, inputs bound once)."""
     from awq2trt.runtime import OrtModel
     from tests.ort_driver import IrSession
@@ -148,7 +148,8 @@ def test_ort_graph_with_every_pass_matches_reference(smollm2_rtn: Path, smollm2_
     graph_ids, graph_steps = IrSession(smollm2_ort).greedy(ids, 64)
     np.testing.assert_array_equal(graph_ids, torch_ids)
     errors = [max_abs_rel(a, b)[0] for a, b in zip(graph_steps, torch_steps, strict=True)]
-    assert max(errors) <= 2e-3, (int(np.argmax(errors)), max(errors))
+    # Measured 9.0e-5 (at the prompt's last position; README: 8.4e-5): 30 layers of fp32 rounding.
+    assert max(errors) <= 5e-4, (int(np.argmax(errors)), max(errors))
     generated = OrtModel.open(smollm2_ort, threads=2).generate(ids[0], 64, stop_at_eos=False)
     assert generated.ids[0] == torch_ids[0].tolist()
 
