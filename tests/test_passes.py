@@ -87,9 +87,9 @@ def test_int4_schema_types_its_output_under_strict_inference() -> None:
     from A and N instead of failing on an op without an inference function."""
     import onnx
 
-    from awq2trt.ir import int4_op as int4_onnx
+    from awq2trt.ir import int4_op
 
-    int4_onnx.register_schema()
+    int4_op.register_schema()
     model = onnx.shape_inference.infer_shapes(onnx.load(str(GRAPHS / "qkv_zero_points.onnx")), strict_mode=True)
     types = {v.name: v.type.tensor_type for v in model.graph.value_info}
     q = types["model.layers.0.self_attn.q_proj.out"]
