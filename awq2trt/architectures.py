@@ -313,6 +313,8 @@ def _read_json(path: Path) -> Any:
         raise Awq2TrtError(path, expected="a readable JSON mapping file", got=type(exc).__name__) from exc
     except json.JSONDecodeError as exc:
         raise Awq2TrtError(path, expected="valid JSON", got=f"{exc.msg} at line {exc.lineno}") from exc
+    except RecursionError as exc:  # json recurses per nesting level: a hostile file can exhaust the stack
+        raise Awq2TrtError(path, expected="JSON nested at most ~1000 levels", got="deeper nesting") from exc
 
 
 def _keyed_by_model_type(data: object) -> bool:

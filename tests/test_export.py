@@ -387,10 +387,20 @@ def test_inputs_bound_once_give_the_growing_mask_logits(case: str, exported_ort:
     mask = padded_mask(lengths, width, "right")
     ids = np.zeros((len(prompts), width), dtype=np.int64)
     ids[mask.astype(bool)] = np.concatenate(prompts)
-    feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": np.clip(np.cumsum(mask, 1) - 1, 0, None)}
+    positions = np.clip(np.cumsum(mask, 1) - 1, 0, None)
+    every = {"num_logits_to_keep": np.zeros(1, np.int64)}
+    feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **every}
     shape = (len(prompts), model.sidecar.num_kv_heads, width + steps, model.sidecar.head_dim)
     caches = [
-        SharedBufferCache(model.session, model._past, model._outputs[1:], shape, np.float32, bind_inputs_once=once)
+        SharedBufferCache(
+            model.session,
+            model._past,
+            model._outputs[1:],
+            shape,
+            np.float32,
+            bind_inputs_once=once,
+            constant_inputs=every,
+        )
         for once in (True, False)
     ]
     firsts = [cache.prefill(dict(feeds), lengths) for cache in caches]

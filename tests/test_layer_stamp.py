@@ -53,6 +53,7 @@ def _run(folder: Path) -> list[np.ndarray]:
         "input_ids": PROMPT,
         "attention_mask": np.ones((1, past + seq), dtype=np.int64),
         "position_ids": np.arange(past, past + seq, dtype=np.int64)[None],
+        "num_logits_to_keep": np.zeros(1, np.int64),  # every position
     }
     for item in session.get_inputs():
         if item.name.startswith("past_key_values."):
@@ -71,6 +72,7 @@ def _assert_prompt_logits_match_reference(checkpoint: Path, folder: Path) -> Non
         "input_ids": PROMPT,
         "attention_mask": np.ones_like(PROMPT),
         "position_ids": np.arange(PROMPT.shape[1], dtype=np.int64)[None],
+        "num_logits_to_keep": np.zeros(1, np.int64),
     }
     for item in session.get_inputs():
         if item.name.startswith("past_key_values."):
@@ -113,6 +115,7 @@ def _prompt_logits(folder: Path, ids: np.ndarray) -> np.ndarray:
         "input_ids": ids,
         "attention_mask": np.ones_like(ids),
         "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
+        "num_logits_to_keep": np.zeros(1, np.int64),
     }
     for item in session.get_inputs():
         if item.name.startswith("past_key_values."):

@@ -49,9 +49,10 @@ def read_config(folder: Path) -> dict[str, Any]:
     if path.is_dir():
         raise Awq2TrtError(path, expected="a JSON file", got="a folder")
     if not path.is_file():
-        present = sorted(p.name for p in folder.iterdir())[:6]
+        present = sorted(p.name for p in folder.iterdir())
+        listed = ", ".join(present[:6]) + (f" and {len(present) - 6} more" if len(present) > 6 else "")
         raise Awq2TrtError(
-            path, expected="a Hugging Face config.json", got=f"missing (folder holds {present or 'nothing'})"
+            path, expected="a Hugging Face config.json", got=f"missing (folder holds {listed or 'nothing'})"
         )
     try:
         config = json.loads(path.read_text())
@@ -61,6 +62,8 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise Awq2TrtError(
             path, expected="valid JSON", got=f"{exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except RecursionError as exc:  # json recurses per nesting level: a hostile file can exhaust the stack
+        raise Awq2TrtError(path, expected="JSON nested at most ~1000 levels", got="deeper nesting") from exc
     if not isinstance(config, dict):
         raise Awq2TrtError(path, expected="a JSON object", got=type(config).__name__)
     return config

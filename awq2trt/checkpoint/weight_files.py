@@ -42,7 +42,7 @@ def _read_safetensors_header(path: Path) -> tuple[dict[str, dict], int]:
             if header_len > size - 8 or header_len > 100_000_000:
                 raise Awq2TrtError(path, expected="a safetensors header that fits the file", got=f"{header_len} bytes")
             header = json.loads(fh.read(header_len))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise Awq2TrtError(path, expected="a readable safetensors file", got=type(exc).__name__) from exc
     if not isinstance(header, dict):
         raise Awq2TrtError(path, expected="a safetensors JSON header", got=type(header).__name__)
@@ -122,7 +122,7 @@ class WeightFiles:
     def _files_from_index(self, index: Path) -> list[Path]:
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (OSError, json.JSONDecodeError, RecursionError, KeyError, TypeError) as exc:
             raise Awq2TrtError(index, expected='JSON with a "weight_map" object', got=type(exc).__name__) from exc
         if not isinstance(weight_map, dict) or not weight_map:
             raise Awq2TrtError(index, expected="a non-empty weight_map", got=weight_map)

@@ -20,6 +20,7 @@ import numpy as np
 
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir.graph import MS_DOMAIN, logits_matmul, take_over
+from awq2trt.rounding import round_to_nearest
 from awq2trt.targets.matmul_nbits import pack_zero_points
 
 LM_HEAD_CHOICES = ("fp", "int8", "int4")
@@ -30,12 +31,10 @@ DEFAULT_BLOCK_SIZE = 32
 def rtn_groups(weight: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Round-to-nearest [N, K] -> codes uint8 [N, K], scales [N, K/G] (fp16-exact), zero points uint8 [N, K/G].
 
-    The rule of the int4 RTN quantizer (`awq2trt.quantize.rtn.round_to_nearest`, numpy here) at *bits*, with
+    The rule of the int4 RTN quantizer (`awq2trt.rounding.round_to_nearest`, numpy here) at *bits*, with
     zero points; scales are rounded to fp16 first, so an fp16 graph stores exactly the scale the codes were
     chosen for.
     """
-    from awq2trt.quantize.rtn import round_to_nearest  # on use: the awq2trt.quantize package loads its API
-
     n, k = weight.shape
     groups = weight.astype(np.float32).reshape(n, k // block_size, block_size)
     codes, scales, zeros = round_to_nearest(groups, bits=bits, zero_point=True)
