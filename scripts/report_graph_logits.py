@@ -43,6 +43,8 @@ def prefill_logits(folder: Path, ids: np.ndarray, kv_heads: int, head_dim: int) 
             feeds[item.name] = np.ones_like(ids)
         elif item.name == "position_ids":
             feeds[item.name] = np.arange(ids.shape[1], dtype=np.int64)[None]
+        elif item.name == "num_logits_to_keep":
+            feeds[item.name] = np.zeros(1, np.int64)  # every position
         elif item.name.startswith("past_key_values."):
             dtype = np.float16 if "float16" in item.type else np.float32
             feeds[item.name] = np.zeros((ids.shape[0], kv_heads, 0, head_dim), dtype)
