@@ -75,6 +75,15 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", default="cpu", help="exported folders: execution provider, cpu (default) or cuda")
 
 
+def add_folder_or_checkpoint(parser: argparse.ArgumentParser) -> None:
+    """The options of commands that run an exported folder (ONNX Runtime) or a checkpoint (PyTorch reference)."""
+    add_dtype(parser, "checkpoints: the reference model's dtype")
+    add_json(parser)
+    add_runtime(parser)
+    add_low_memory(parser)
+    add_allow_pickle(parser)
+
+
 def positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:

@@ -227,8 +227,8 @@ def _chat_template(folder: Path) -> tuple[str, dict[str, Any]]:
     if config_path.is_file():
         try:
             config = json.loads(config_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise Awq2TrtError(config_path, expected="readable JSON", got=str(error)) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise Awq2TrtError(config_path, expected="readable JSON", got=str(error)[:200]) from None
     template = config.get("chat_template")
     if isinstance(template, list):  # [{"name": ..., "template": ...}]: the default one
         named = {item.get("name"): item.get("template") for item in template if isinstance(item, dict)}

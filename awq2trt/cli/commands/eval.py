@@ -30,11 +30,7 @@ def add_parser(subparsers: options.Subparsers) -> None:
     p.add_argument(
         "--stride", type=options.positive_int, default=512, help="tokens between window starts (default 512)"
     )
-    options.add_dtype(p, "checkpoints: the reference model's dtype")
-    options.add_json(p)
-    options.add_runtime(p)
-    options.add_low_memory(p)
-    options.add_allow_pickle(p)
+    options.add_folder_or_checkpoint(p)
     p.set_defaults(func=handle)
 
 

@@ -38,11 +38,7 @@ def add_parser(subparsers: options.Subparsers) -> None:
     sampling.add_argument("--top-p", type=float, default=None, help="keep the smallest set with this mass (1: all)")
     sampling.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
     sampling.add_argument("--raw", action="store_true", help="send the prompt as is, without the chat template")
-    options.add_dtype(p, "checkpoints: the reference model's dtype")
-    options.add_json(p)
-    options.add_runtime(p)
-    options.add_low_memory(p)
-    options.add_allow_pickle(p)
+    options.add_folder_or_checkpoint(p)
     p.set_defaults(func=handle)
 
 

@@ -57,7 +57,7 @@ def _is_jsonl(path: Path, first_line: str) -> bool:
         return True
     try:
         return isinstance(json.loads(first_line), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -68,7 +68,7 @@ def _jsonl_texts(path: Path, text: str) -> list[str]:
             continue
         try:
             record = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise Awq2TrtError(
                 f"{path}:{number}", expected="one JSON object per line", got=f"invalid JSON ({exc})"
             ) from exc
