@@ -95,6 +95,9 @@ class OrtModel:
             )
         options = ort.SessionOptions()
         options.log_severity_level = 3  # fp16 graphs make ORT list every node it cannot constant-fold
+        # A trt graph's INT4 DequantizeLinear + MatMul, which ORT fuses into MatMulNBits, runs exactly (as
+        # TensorRT's weight-only GEMM computes it), not with int8 activations; other graphs have no such pair.
+        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
         if threads is not None:
             if threads < 1:
                 raise Awq2TrtError("threads", expected="an integer >= 1", got=threads)
