@@ -22,17 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from awq2trt.ir.graph import logits_matmul
+
 INPUT_NAME = "num_logits_to_keep"
 KEPT_DIM = "kept_seq"
-
-
-def logits_matmul(graph: Any) -> Any | None:
-    """The standard MatMul that produces the graph's ``logits`` output (the output head), or None."""
-    logits = next((v for v in graph.outputs if v.name == "logits"), None)
-    head = logits.producer() if logits is not None else None
-    if head is None or head.op_type != "MatMul" or head.domain not in ("", "ai.onnx"):
-        return None
-    return head
 
 
 def add_logits_to_keep(model: Any) -> bool:
