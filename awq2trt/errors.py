@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+LISTED_FILES = 6  # enough to recognize what a folder is, short enough for one error line
+
 
 class Awq2TrtError(Exception):
     """A user error: names *where* it happened and what was expected there.
@@ -43,3 +45,12 @@ class Awq2TrtError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def folder_listing(folder: Path, limit: int = LISTED_FILES) -> str:
+    """The first names in a folder, saying how many more there are rather than cutting silently."""
+    names = sorted(p.name for p in folder.iterdir())
+    if not names:
+        return "nothing"
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"

@@ -13,7 +13,7 @@ from awq2trt.checkpoint.awq_config import AwqConfig
 from awq2trt.checkpoint.ct_config import CompressedTensorsConfig
 from awq2trt.checkpoint.formats import awq_gemm, awq_gemv, compressed_tensors, llm_awq
 from awq2trt.checkpoint.weight_files import WeightFiles
-from awq2trt.errors import Awq2TrtError
+from awq2trt.errors import Awq2TrtError, folder_listing
 from awq2trt.quant_weight import QuantWeight
 
 CONFIG_NAME = "config.json"
@@ -49,10 +49,8 @@ def read_config(folder: Path) -> dict[str, Any]:
     if path.is_dir():
         raise Awq2TrtError(path, expected="a JSON file", got="a folder")
     if not path.is_file():
-        present = sorted(p.name for p in folder.iterdir())
-        listed = ", ".join(present[:6]) + (f" and {len(present) - 6} more" if len(present) > 6 else "")
         raise Awq2TrtError(
-            path, expected="a Hugging Face config.json", got=f"missing (folder holds {listed or 'nothing'})"
+            path, expected="a Hugging Face config.json", got=f"missing (folder holds {folder_listing(folder)})"
         )
     try:
         config = json.loads(path.read_text())

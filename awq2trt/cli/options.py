@@ -7,10 +7,12 @@ command-line mistake; a handler that finds a usage problem argparse cannot expre
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "default"
 DTYPES = ("fp32", "fp16")
+EVAL_TEXT = Path("/usr/share/common-licenses/GPL-3")  # eval's default text and the demo's
 MODEL_HELP = f"checkpoint folder, or '{DEFAULT_MODEL}' for SmolLM2-135M-Instruct"
 MODEL_OR_FOLDER_HELP = f"exported folder (ONNX Runtime), checkpoint folder (PyTorch reference), or '{DEFAULT_MODEL}'"
 OUTPUT_FOLDER_HELP = "replace a non-empty output folder"

@@ -17,7 +17,7 @@ from awq2trt.cli.quiet import quiet_compiler_logs
 from awq2trt.errors import Awq2TrtError
 
 DEFAULT_PROMPT = "What is the capital of France? Answer in one sentence."
-EVAL_TEXT = Path("/usr/share/common-licenses/GPL-3")
+EVAL_TEXT = options.EVAL_TEXT
 MODEL_NAME = "SmolLM2-135M-Instruct"
 
 

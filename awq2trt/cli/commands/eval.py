@@ -14,7 +14,7 @@ from awq2trt.cli.models import (
 )
 from awq2trt.cli.output import print_json
 
-EVAL_TEXT = "/usr/share/common-licenses/GPL-3"
+EVAL_TEXT = str(options.EVAL_TEXT)
 
 
 def add_parser(subparsers: options.Subparsers) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from awq2trt.cli import options
@@ -11,10 +10,9 @@ from awq2trt.cli.export_summary import describe_export, export_rows
 from awq2trt.cli.models import is_exported, model_path
 from awq2trt.cli.output import human_bytes, print_json, print_table
 from awq2trt.cli.quiet import quiet_compiler_logs
-from awq2trt.errors import Awq2TrtError
+from awq2trt.errors import Awq2TrtError, folder_listing
 
 CONFIG_FILE = "config.json"
-LISTED_FILES = 6  # enough to recognize what a folder is, short enough for one error line
 
 
 def add_parser(subparsers: options.Subparsers) -> None:
@@ -67,15 +65,6 @@ def handle(args: argparse.Namespace) -> int:
     else:
         print_table(_checkpoint_rows(info))
     return 0
-
-
-def folder_listing(folder: Path, limit: int = LISTED_FILES) -> str:
-    """The first names in a folder, saying how many more there are rather than cutting silently."""
-    names = sorted(p.name for p in folder.iterdir())
-    if not names:
-        return "nothing"
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 def _checkpoint_rows(info: dict[str, Any]) -> list[tuple[str, object]]:
