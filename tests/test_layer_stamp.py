@@ -67,17 +67,7 @@ def _assert_prompt_logits_match_reference(checkpoint: Path, folder: Path) -> Non
     reference = load_reference_model(checkpoint, progress=False)
     with torch.inference_mode():
         expected = reference(torch.from_numpy(PROMPT)).logits.numpy()
-    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    feeds = {
-        "input_ids": PROMPT,
-        "attention_mask": np.ones_like(PROMPT),
-        "position_ids": np.arange(PROMPT.shape[1], dtype=np.int64)[None],
-        "num_logits_to_keep": np.zeros(1, np.int64),
-    }
-    for item in session.get_inputs():
-        if item.name.startswith("past_key_values."):
-            feeds[item.name] = np.zeros((1, item.shape[1], 0, item.shape[3]), dtype=np.float32)
-    logits = session.run(["logits"], feeds)[0]
+    logits = _prompt_logits(folder, PROMPT)
     assert np.abs(logits - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 
 
