@@ -20,9 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from awq2trt.ir.graph import logits_matmul
+from awq2trt.ir.graph import int64_initializer, logits_matmul
 
 INPUT_NAME = "num_logits_to_keep"
 KEPT_DIM = "kept_seq"
@@ -40,20 +38,10 @@ def add_logits_to_keep(model: Any) -> bool:
     keep = ir.Value(name=INPUT_NAME, shape=ir.Shape([1]), type=ir.TensorType(ir.DataType.INT64))
     graph.inputs.append(keep)
 
-    def const(name: str, values: list[int]) -> Any:
-        value = ir.Value(
-            name=name,
-            shape=ir.Shape([len(values)]),
-            type=ir.TensorType(ir.DataType.INT64),
-            const_value=ir.tensor(np.array(values, np.int64), name=name),
-        )
-        graph.register_initializer(value)
-        return value
-
     zero, end, axis = (
-        const("logits_to_keep.zero", [0]),
-        const("logits_to_keep.end", [2**62]),
-        const("logits_to_keep.axis", [1]),
+        int64_initializer(graph, "logits_to_keep.zero", [0]),
+        int64_initializer(graph, "logits_to_keep.end", [2**62]),
+        int64_initializer(graph, "logits_to_keep.axis", [1]),
     )
     # start = -k when k > 0, else 0 (everything): Slice then keeps positions [start, end) along the sequence.
     nodes = [

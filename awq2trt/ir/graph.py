@@ -7,6 +7,7 @@ scalars, perms), as the passes do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,33 @@ def take_over(old: Any, new: Any, *, suffix: str, graph_outputs: bool = False) -
     old.replace_all_uses_with(new, replace_graph_outputs=graph_outputs)
     old.name = f"{name}.{suffix}"  # free the name first: onnx_ir keeps value names unique
     new.name = name
+
+
+def lazy_initializer(graph: Any, name: str, dtype: Any, shape: tuple[int, ...], make: Callable[[], Any]) -> Any:
+    """Register a new initializer whose data ``make()`` computes only when the model is saved."""
+    import onnx_ir as ir
+
+    def materialize() -> Any:
+        return ir.Tensor(np.ascontiguousarray(make()), name=name)
+
+    tensor = ir.LazyTensor(materialize, dtype, ir.Shape(shape), name=name)
+    value = ir.Value(name=name, shape=ir.Shape(shape), type=ir.TensorType(dtype), const_value=tensor)
+    graph.register_initializer(value)
+    return value
+
+
+def int64_initializer(graph: Any, name: str, values: list[int]) -> Any:
+    """Register a small 1-D int64 initializer (shapes, axes, bounds)."""
+    import onnx_ir as ir
+
+    value = ir.Value(
+        name=name,
+        shape=ir.Shape([len(values)]),
+        type=ir.TensorType(ir.DataType.INT64),
+        const_value=ir.tensor(np.array(values, np.int64), name=name),
+    )
+    graph.register_initializer(value)
+    return value
 
 
 def logits_matmul(graph: Any) -> Any | None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from awq2trt.errors import Awq2TrtError
-from awq2trt.ir.graph import MS_DOMAIN, logits_matmul, take_over
+from awq2trt.ir.graph import MS_DOMAIN, lazy_initializer, logits_matmul, take_over
 from awq2trt.rounding import round_to_nearest
 from awq2trt.targets.matmul_nbits import pack_zero_points
 
@@ -100,16 +100,13 @@ def quantize_lm_head(model: Any, choice: str, *, block_size: int = DEFAULT_BLOCK
         return pack_codes(codes, bits, block_size), scales.astype(float_dtype.numpy()), pack_zeros(zeros, bits)
 
     def lazy(name: str, index: int, dtype: Any, shape: tuple[int, ...]) -> Any:
-        tensor = ir.LazyTensor(lambda: ir.Tensor(quantized()[index], name=name), dtype, ir.Shape(shape), name=name)
-        return ir.Value(name=name, shape=ir.Shape(shape), type=ir.TensorType(dtype), const_value=tensor)
+        return lazy_initializer(graph, name, dtype, shape, lambda: quantized()[index])
 
     groups = k // block_size
     zero_columns = (groups + 1) // 2 if bits == 4 else groups
     b = lazy("lm_head.qweight", 0, ir.DataType.UINT8, (n, groups, block_size * bits // 8))
     scales = lazy("lm_head.scales", 1, float_dtype, (n, groups))
     zeros = lazy("lm_head.qzeros", 2, ir.DataType.UINT8, (n, zero_columns))
-    for value in (b, scales, zeros):
-        graph.register_initializer(value)
     lowered = ir.node(
         "MatMulNBits",
         [matmul.inputs[0], b, scales, zeros],

@@ -20,14 +20,13 @@ graph runs in ONNX Runtime on the CPU, which fuses DequantizeLinear + MatMul int
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import int4_op
-from awq2trt.ir.graph import take_over
+from awq2trt.ir.graph import int64_initializer, lazy_initializer, take_over
 from awq2trt.quant_weight import SYMMETRIC_ZERO
 from awq2trt.targets.base import ExportOptions, Target
 
@@ -56,32 +55,10 @@ def zero_correction(scales: np.ndarray, zeros: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(correction.T).astype(scales.dtype)
 
 
-def _lazy_initializer(graph: Any, name: str, dtype: Any, shape: tuple[int, ...], make: Callable[[], Any]) -> Any:
-    """A new initializer whose data is computed only when the model is saved."""
-    import onnx_ir as ir
-
-    def materialize() -> Any:
-        return ir.Tensor(np.ascontiguousarray(make()), name=name)
-
-    tensor = ir.LazyTensor(materialize, dtype, ir.Shape(shape), name=name)
-    value = ir.Value(name=name, shape=ir.Shape(shape), type=ir.TensorType(dtype), const_value=tensor)
-    graph.register_initializer(value)
-    return value
-
-
 def _constant(graph: Any, cache: dict[str, Any], name: str, values: list[int]) -> Any:
     """A small int64 initializer, one per distinct value across the graph."""
-    import onnx_ir as ir
-
     if name not in cache:
-        value = ir.Value(
-            name=name,
-            shape=ir.Shape([len(values)]),
-            type=ir.TensorType(ir.DataType.INT64),
-            const_value=ir.tensor(np.array(values, np.int64), name=name),
-        )
-        graph.register_initializer(value)
-        cache[name] = value
+        cache[name] = int64_initializer(graph, name, values)
     return cache[name]
 
 
@@ -111,14 +88,14 @@ def lower_to_trt(model: Any) -> int:
         groups = k // block
         float_type = scales.dtype
         codes_source, scales_source = b.const_value, scales.const_value
-        weight = _lazy_initializer(
+        weight = lazy_initializer(
             graph,
             f"{module}.weight_int4",
             ir.DataType.INT4,
             (k, n),
             lambda c=codes_source, k=k: signed_codes_kn(c.numpy(), k),
         )
-        scales_kn = _lazy_initializer(
+        scales_kn = lazy_initializer(
             graph,
             f"{module}.scales_kn",
             float_type,
@@ -137,7 +114,7 @@ def lower_to_trt(model: Any) -> int:
         out = matmul.outputs[0]
         if zeros is not None:
             zeros_source = zeros.const_value
-            correction = _lazy_initializer(
+            correction = lazy_initializer(
                 graph,
                 f"{module}.zero_correction",
                 float_type,
