@@ -16,6 +16,8 @@ class IrSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
         options.log_severity_level = 3  # fp16 graphs make ORT list every node it cannot constant-fold
+        # The trt graph's DequantizeLinear + MatMul pairs become MatMulNBits here: level 0 keeps them exact.
+        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.layers = self.sidecar["num_layers"]
         self.takes_keep = any(i.name == "num_logits_to_keep" for i in self.session.get_inputs())

@@ -371,7 +371,7 @@ def export_checkpoint(
     checkpoint: str | Path | Checkpoint,
     output: str | Path,
     *,
-    dtype: str = "fp32",
+    dtype: str | None = None,
     target: str = "ir",
     force: bool = False,
     allow_pickle: bool = False,
@@ -386,7 +386,8 @@ def export_checkpoint(
     """Trace *checkpoint* into ``OUTPUT/model.onnx`` (+ external data, tokenizer, ``awq2trt.json``).
 
     The driver: trace -> graph passes -> the target's lowering -> save -> the target's verification.
-    *target* is a registered target name (``awq2trt.targets``); ``accuracy_level`` and ``lm_head``
+    *target* is a registered target name (``awq2trt.targets``); *dtype* (``fp32``/``fp16``) defaults to the
+    target's (fp16 for ``trt``, fp32 otherwise); ``accuracy_level`` and ``lm_head``
     (``int8``/``int4`` quantizes the dense output head too) are options of the targets that read them.
     ``passes`` names the graph passes to run (None: every pass of the target, ``[]``: none); ``fuse_mapping``
     is a JSON file saying which projections fuse, for model types without a built-in mapping.  ``full_trace``
@@ -396,7 +397,7 @@ def export_checkpoint(
     backend = get_target(target)
     options = ExportOptions(accuracy_level=accuracy_level, lm_head=lm_head)
     backend.check_options(options)
-    torch_dtype = resolve_dtype(dtype)
+    torch_dtype = resolve_dtype(dtype or backend.default_dtype)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint, allow_pickle=allow_pickle)
     # A model type without a built-in description is described by the --fuse-mapping file, for loading too.
     architecture = check_model_type(ckpt, fuse_mapping)

@@ -40,6 +40,7 @@ class Target(ABC):
     description: ClassVar[str]
     passes: ClassVar[tuple[str, ...]]  # the graph passes it runs (in the pass manager's order)
     options: ClassVar[frozenset[str]] = frozenset()  # the ExportOptions fields it reads
+    default_dtype: ClassVar[str] = "fp32"  # activation and scale dtype when --dtype is not given
 
     def check_options(self, options: ExportOptions) -> None:
         """Refuse, before the slow trace, an option this target ignores or a value it cannot take."""

@@ -162,6 +162,8 @@ class TrtTarget(Target):
     name = "trt"
     description = "TensorRT: exact INT4 DequantizeLinear + MatMul (zero points as a correction term), standard ops"
     passes: ClassVar[tuple[str, ...]] = ("fuse_qkv", "fuse_gate_up", "cleanup")
+    # TensorRT's weight-only int4 GEMMs take fp16 (or bf16) activations; fp32 stays selectable for checking.
+    default_dtype = "fp16"
 
     def lower(self, model: Any, options: ExportOptions) -> int:
         return lower_to_trt(model)

@@ -22,7 +22,12 @@ def add_parser(subparsers: options.Subparsers) -> None:
     )
     p.add_argument("checkpoint", nargs="?", help=options.MODEL_HELP)
     p.add_argument("-o", "--output", help="output folder (model.onnx, data, tokenizer, awq2trt.json)")
-    options.add_dtype(p, "activation and scale dtype")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=options.DTYPES,
+        help="activation and scale dtype (default: the target's; fp16 for trt, fp32 for the others)",
+    )
     targets = all_targets()  # the registry: importing it loads neither torch nor onnx
     p.add_argument(
         "--target",
