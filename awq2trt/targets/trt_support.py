@@ -299,6 +299,7 @@ def _block_quantization(rule: dict[str, Any], ctx: _Context) -> Problem:
     return None
 
 
+# The vocabulary of the table's "rules" (by "kind"); the tests check that every rule in the table names one of these.
 RULES: dict[str, Callable[[dict[str, Any], _Context], Problem]] = {
     "initializer_input": _initializer_input,
     "constant_input": _constant_input,
