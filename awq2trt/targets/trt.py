@@ -20,6 +20,7 @@ graph runs in ONNX Runtime on the CPU, which fuses DequantizeLinear + MatMul int
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,6 +29,7 @@ from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import int4_op
 from awq2trt.ir.graph import int64_initializer, lazy_initializer, take_over
 from awq2trt.quant_weight import SYMMETRIC_ZERO
+from awq2trt.targets import trt_support
 from awq2trt.targets.base import ExportOptions, Target
 
 MIN_OPSET = 21  # blocked DequantizeLinear (block_size) and INT4 tensors
@@ -167,3 +169,8 @@ class TrtTarget(Target):
 
     def lower(self, model: Any, options: ExportOptions) -> int:
         return lower_to_trt(model)
+
+    def verify(self, model_path: Path) -> None:
+        """The ONNX checks, then the parser table of every TensorRT version we target (an export must load in all)."""
+        super().verify(model_path)
+        trt_support.check_model_file(model_path)
