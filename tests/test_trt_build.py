@@ -64,6 +64,23 @@ def _one_line(error: pytest.ExceptionInfo[Awq2TrtError]) -> str:
     return text
 
 
+IMPORTS = """
+import sys
+import awq2trt.tensorrt, awq2trt.tensorrt.profiles
+light = sorted(m for m in sys.modules if m.split(".")[0] in ("numpy", "torch", "onnx", "tensorrt", "tqdm"))
+import awq2trt.tensorrt.builder, awq2trt.cli
+print(light, "tensorrt" in sys.modules, "torch" in sys.modules)
+"""
+
+
+def test_engine_info_and_profiles_import_only_the_standard_library() -> None:
+    """A server reads engine.json without numpy; nothing imports TensorRT (or torch) until a build starts."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "False", "False"]
+
+
 # -- optimization profiles ---------------------------------------------------------------------------------------
 
 
