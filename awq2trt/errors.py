@@ -47,6 +47,11 @@ class Awq2TrtError(Exception):
         return self.message
 
 
+class MissingPackageError(Awq2TrtError):
+    """An optional package a command needs (TensorRT for `awq2trt build`) is not installed, or not a usable
+    version: the environment is the problem, not the input, so the CLI exits with its own code."""
+
+
 def folder_listing(folder: Path, limit: int = LISTED_FILES) -> str:
     """The first names in a folder, saying how many more there are rather than cutting silently."""
     names = sorted(p.name for p in folder.iterdir())

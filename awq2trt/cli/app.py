@@ -19,20 +19,20 @@ from types import TracebackType
 
 import awq2trt
 from awq2trt import __version__
-from awq2trt.cli.commands import bench, demo, eval, export, inspect, prepare, quantize, run
+from awq2trt.cli.commands import bench, build, demo, eval, export, inspect, prepare, quantize, run
 from awq2trt.cli.exit_codes import ExitCode
 from awq2trt.cli.options import UsageError
 from awq2trt.cli.quiet import quiet_environment
-from awq2trt.errors import Awq2TrtError
+from awq2trt.errors import Awq2TrtError, MissingPackageError
 
-COMMANDS = (inspect, prepare, quantize, export, eval, run, bench, demo)
+COMMANDS = (inspect, prepare, quantize, export, build, eval, run, bench, demo)
 _PACKAGE_DIR = Path(awq2trt.__file__).resolve().parent
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="awq2trt",
-        description="Compile AWQ int4 language models into ONNX / ONNX Runtime artifacts, and run them.",
+        description="Compile AWQ int4 language models into ONNX / ONNX Runtime / TensorRT artifacts, and run them.",
     )
     parser.add_argument("--version", action="version", version=f"awq2trt {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -68,6 +68,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     except UsageError as exc:
         args.command_parser.error(str(exc))  # prints the usage and exits 2, as argparse does for its own checks
         raise  # not reached: error() exits
+    except MissingPackageError as exc:  # the environment lacks what the command needs: its own code
+        _print_error(str(exc))
+        return ExitCode.MISSING_PACKAGE
     except Awq2TrtError as exc:
         if args.verbose:
             raise
