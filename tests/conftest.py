@@ -98,6 +98,43 @@ def max_abs_rel(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]
     return float(np.abs(diff).max()), float(np.linalg.norm(diff) / np.linalg.norm(expected))
 
 
+SYMMETRIC_CASE = "mistral-symmetric-g32"  # an RTN checkpoint without zero points (no peer writes one this small)
+
+
+def symmetric_checkpoint(tmp: Path) -> Path:
+    from awq2trt.quantize import quantize_checkpoint
+
+    source = copy_with_config(source_path("mistral"), tmp / "mistral")
+    return quantize_checkpoint(source, tmp / "mistral-q", method="rtn", group_size=32, zero_point=False, progress=False)
+
+
+@pytest.fixture(scope="session")
+def shared_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """shared_export(case, target="ir", dtype=None) -> ExportResult: a peer fixture (or SYMMETRIC_CASE) exported
+    once per test session, for the test files that compare or check the same exports.  Tests read these folders;
+    one that changes a file works on a copy."""
+    import functools
+
+    from awq2trt.frontend.export import export_checkpoint
+
+    @functools.cache
+    def checkpoint(case: str) -> Path:
+        if case == SYMMETRIC_CASE:
+            return symmetric_checkpoint(tmp_path_factory.mktemp("symmetric"))
+        return fixture_path(case)
+
+    @functools.cache
+    def export(case: str, target: str = "ir", dtype: str | None = None) -> Any:
+        out = tmp_path_factory.mktemp(f"{case}-{target}-{dtype or 'default'}") / "model"
+        # Session fixtures run outside the per-test offline guard.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("HF_HUB_OFFLINE", "1")
+            patch.setenv("TRANSFORMERS_OFFLINE", "1")
+            return export_checkpoint(checkpoint(case), out, target=target, dtype=dtype, progress=False)
+
+    return export
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a model hub."""

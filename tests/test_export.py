@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -41,13 +42,16 @@ CASES = [*sorted(AWQ_FIXTURES), "mistral-sliding-window-symmetric"]
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    """checkpoint and IR export per case, made once for the module."""
+def exported(tmp_path_factory: pytest.TempPathFactory, shared_export: Any) -> dict[str, tuple[Path, Path]]:
+    """checkpoint and IR export per case (the peer fixtures' exports are shared with other test files)."""
     base = tmp_path_factory.mktemp("export")
     out: dict[str, tuple[Path, Path]] = {}
     for case in CASES:
-        checkpoint = _mistral_sliding_window(base) if case.startswith("mistral") else fixture_path(case)
-        out[case] = (checkpoint, export_checkpoint(checkpoint, base / f"{case}-ir", progress=False).output)
+        if case.startswith("mistral"):
+            checkpoint = _mistral_sliding_window(base)
+            out[case] = (checkpoint, export_checkpoint(checkpoint, base / f"{case}-ir", progress=False).output)
+        else:
+            out[case] = (fixture_path(case), shared_export(case).output)
     return out
 
 

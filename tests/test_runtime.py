@@ -8,34 +8,26 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from awq2trt.errors import Awq2TrtError
 from awq2trt.runtime import IncrementalDecoder, OrtModel, SamplingConfig
-from tests.conftest import fixture_path
 from tests.ort_driver import IrSession
 
 PROMPT = [0, 17, 42, 99, 123, 7, 300, 12]
 
 
-def _export(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from awq2trt.frontend.export import export_checkpoint
-
-    out = tmp_path_factory.mktemp("runtime") / name
-    export_checkpoint(fixture_path(name), out, progress=False)
-    return out
+@pytest.fixture(scope="module")
+def llama_dir(shared_export: Any) -> Path:
+    return shared_export("llama-gemm-g64").output
 
 
 @pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export("llama-gemm-g64", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export("qwen2-gemm-g128", tmp_path_factory)
+def qwen_dir(shared_export: Any) -> Path:
+    return shared_export("qwen2-gemm-g128").output
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -19,34 +20,19 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from awq2trt.errors import Awq2TrtError
-from awq2trt.frontend.export import export_checkpoint
 from awq2trt.sidecar import Sidecar
 from awq2trt.targets import trt_support
 from awq2trt.targets.trt import TrtTarget
-from tests.conftest import ROOT, fixture_path
-from tests.test_trt_target import _symmetric_checkpoint
+from tests.conftest import ROOT, SYMMETRIC_CASE
 
-CASES = ("llama-gemm-g64", "qwen2-gemm-g128", "mistral-symmetric")  # asymmetric, q/k/v bias, no zero points
+CASES = ("llama-gemm-g64", "qwen2-gemm-g128", SYMMETRIC_CASE)  # asymmetric, q/k/v bias, no zero points
 K, N, GROUP = 128, 32, 64
 
 
 @pytest.fixture(scope="module")
-def trt_export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Path]]:
-    """Each case exported once for the whole module (a few seconds each); returns the model.onnx path."""
-    root = tmp_path_factory.mktemp("trt-exports")
-    done: dict[str, Path] = {}
-
-    def export(case: str) -> Path:
-        if case not in done:
-            checkpoint = _symmetric_checkpoint(root / "ckpt") if case == "mistral-symmetric" else fixture_path(case)
-            result = export_checkpoint(checkpoint, root / case, target="trt", progress=False)
-            done[case] = result.output / "model.onnx"
-        return done[case]
-
-    with pytest.MonkeyPatch.context() as patch:  # the module fixture runs outside the per-test offline guard
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("TRANSFORMERS_OFFLINE", "1")
-        yield export
+def trt_export(shared_export: Callable[..., Any]) -> Callable[[str], Path]:
+    """The model.onnx of a case's default (fp16) trt export, shared with the other test files."""
+    return lambda case: shared_export(case, "trt").output / "model.onnx"
 
 
 # --- the exports pass ---
@@ -335,11 +321,11 @@ def test_graphsurgeon_round_trips_the_export(case: str, trt_export: Callable[[st
     import onnx_graphsurgeon as gs
 
     original = onnx.load(str(trt_export(case)))
-    exported = gs.export_onnx(gs.import_onnx(original))
-    onnx.checker.check_model(exported, full_check=True)
-    assert len(exported.graph.node) == len(original.graph.node)
+    shared_export = gs.export_onnx(gs.import_onnx(original))
+    onnx.checker.check_model(shared_export, full_check=True)
+    assert len(shared_export.graph.node) == len(original.graph.node)
     weights = {t.name: numpy_helper.to_array(t) for t in original.graph.initializer if t.data_type == TensorProto.INT4}
-    back = {t.name: t for t in exported.graph.initializer if t.name in weights}
+    back = {t.name: t for t in shared_export.graph.initializer if t.name in weights}
     assert weights and set(back) == set(weights)
     for name, values in weights.items():  # INT4 weights survive as INT4, value for value
         assert back[name].data_type == TensorProto.INT4

@@ -7,7 +7,6 @@ dequantization and against the IR graph of the same checkpoint.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,10 +17,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from awq2trt.frontend.export import ExportResult, export_checkpoint
-from awq2trt.quantize import quantize_checkpoint
 from awq2trt.runtime import OrtModel
 from awq2trt.sidecar import Sidecar
-from tests.conftest import ALL_FIXTURES, copy_with_config, fixture_path, source_path
+from tests.conftest import ALL_FIXTURES, SYMMETRIC_CASE, fixture_path
 from tests.ort_driver import IrSession
 
 
@@ -89,30 +87,7 @@ def test_single_node_matches_numpy(zero_points: bool, bias: bool) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
-def _symmetric_checkpoint(tmp: Path) -> Path:
-    source = copy_with_config(source_path("mistral"), tmp / "mistral")
-    return quantize_checkpoint(source, tmp / "mistral-q", method="rtn", group_size=32, zero_point=False, progress=False)
-
-
 Export = Callable[..., ExportResult]
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory: pytest.TempPathFactory) -> Export:
-    """export(case, target, dtype): each export once per module (the tests below share them)."""
-
-    @functools.cache
-    def checkpoint(case: str) -> Path:
-        if case == "mistral-symmetric-g32":
-            return _symmetric_checkpoint(tmp_path_factory.mktemp("symmetric"))
-        return fixture_path(case)
-
-    @functools.cache
-    def run(case: str, target: str, dtype: str | None = None) -> ExportResult:
-        out = tmp_path_factory.mktemp(f"{case}-{target}-{dtype}") / "model"
-        return export_checkpoint(checkpoint(case), out, target=target, dtype=dtype, progress=False)
-
-    return run
 
 
 def assert_trt_equals_ir(ir_folder: Path, trt_folder: Path, prompt: np.ndarray, steps: int = 32) -> float:
@@ -131,11 +106,11 @@ def assert_trt_equals_ir(ir_folder: Path, trt_folder: Path, prompt: np.ndarray, 
     return worst
 
 
-@pytest.mark.parametrize("case", [*sorted(ALL_FIXTURES), "mistral-symmetric-g32"])
-def test_export_matches_the_ir_graph(case: str, export: Export) -> None:
+@pytest.mark.parametrize("case", [*sorted(ALL_FIXTURES), SYMMETRIC_CASE])
+def test_export_matches_the_ir_graph(case: str, shared_export: Export) -> None:
     """Every peer-made fixture (AutoAWQ GEMM/GEMV, compressed-tensors, llm-awq; Qwen2 biases; g64/g128) and a
     symmetric g32 checkpoint: the fp32 trt graph computes the IR graph's logits and greedy tokens."""
-    ir_out, trt_out = export(case, "ir"), export(case, "trt", "fp32")
+    ir_out, trt_out = shared_export(case, "ir"), shared_export(case, "trt", "fp32")
     assert trt_out.passes == ir_out.passes and trt_out.int4_nodes == ir_out.int4_nodes
     graph = onnx.load(str(trt_out.output / "model.onnx"), load_external_data=False).graph
     domains = {node.domain for node in graph.node}
@@ -143,16 +118,16 @@ def test_export_matches_the_ir_graph(case: str, export: Export) -> None:
     dequantize = [node for node in graph.node if node.op_type == "DequantizeLinear"]
     assert len(dequantize) == trt_out.int4_nodes and all(len(node.input) == 2 for node in dequantize)
     corrections = sum(node.op_type == "ReduceSum" for node in graph.node)
-    assert corrections == (0 if case.startswith("mistral-symmetric") else trt_out.int4_nodes)
+    assert corrections == (0 if case == SYMMETRIC_CASE else trt_out.int4_nodes)
     sidecar = Sidecar.read(trt_out.output)
     assert sidecar.target == "trt" and not sidecar.kv_cache.shared_buffer and sidecar.target_options == {}
     prompt = np.arange(3, 19, dtype=np.int64)[None]
     assert_trt_equals_ir(ir_out.output, trt_out.output, prompt)
 
 
-def test_fp16_is_the_default(export: Export) -> None:
+def test_fp16_is_the_default(shared_export: Export) -> None:
     """TensorRT's int4 GEMMs take fp16 activations: the default trt export is fp16 and tracks the fp32 one."""
-    half, full = export("qwen2-gemm-g128", "trt"), export("qwen2-gemm-g128", "trt", "fp32")
+    half, full = shared_export("qwen2-gemm-g128", "trt"), shared_export("qwen2-gemm-g128", "trt", "fp32")
     assert Sidecar.read(half.output).dtype == "float16"
     graph = onnx.load(str(half.output / "model.onnx"), load_external_data=False).graph
     scales = {i.name: i for i in graph.initializer}
@@ -166,11 +141,11 @@ def test_fp16_is_the_default(export: Export) -> None:
     )
 
 
-def test_runtime_generates_the_ir_tokens(export: Export) -> None:
+def test_runtime_generates_the_ir_tokens(shared_export: Export) -> None:
     """The product runtime drives a trt folder as it drives the IR one (ONNX Runtime on the CPU)."""
     prompt = list(range(3, 15))
     ids = []
-    for result in (export("llama-gemm-g64", "ir"), export("llama-gemm-g64", "trt", "fp32")):
+    for result in (shared_export("llama-gemm-g64", "ir"), shared_export("llama-gemm-g64", "trt", "fp32")):
         ids.append(OrtModel.open(result.output).generate(prompt, 24, stop_at_eos=False).ids[0])
     assert ids[0] == ids[1] and len(ids[0]) == 24
 
