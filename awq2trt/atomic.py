@@ -1,4 +1,4 @@
-"""Write outputs all-or-nothing: build in a hidden sibling folder, then rename into place.
+"""Write outputs all-or-nothing: build in a hidden sibling folder (or file), then rename into place.
 
 An interrupted run (Ctrl-C, a crash, a kill) leaves no half-written output under the user's name; the
 hidden temporary folder is removed on any exception; one left by a killed process (``.<name>.partial-<pid>-*``)
@@ -49,6 +49,21 @@ def remove_stale_partials(parent: Path, name: str) -> None:
             shutil.rmtree(candidate, ignore_errors=True)  # its writer is gone
         except PermissionError:
             pass  # alive, someone else's
+
+
+def write_file_atomic(path: Path, data: bytes | memoryview) -> None:
+    """Write *data* to *path* through a temporary sibling and a rename: readers see the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-{os.getpid()}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the user's usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _apply_umask(folder: Path) -> None:

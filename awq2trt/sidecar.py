@@ -18,8 +18,10 @@ from typing import Any
 
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import io_names
+from awq2trt.json_fields import JsonFields
 
 SIDECAR_FILE = "awq2trt.json"
+EXPORTED_FOLDER = "exported folder"  # how errors name where the sidecar's files must stay
 SIDECAR_FORMAT = "awq2trt-onnx"
 FORMAT_VERSION = 2  # 2: typed sidecar; target options under "target_options"
 FLOAT_DTYPES = ("float32", "float16")
@@ -202,8 +204,8 @@ class Sidecar:
             outputs=reader.tensors("outputs"),
             kv_cache=reader.kv_cache(),
             quantization=reader.quantization(),
-            model=reader.file_name("model"),
-            external_data=reader.file_name("external_data", optional=True),
+            model=reader.file_name("model", EXPORTED_FOLDER),
+            external_data=reader.file_name("external_data", EXPORTED_FOLDER, optional=True),
             max_position_embeddings=reader.count("max_position_embeddings", MAX_CONTEXT, optional=True),
             rope_theta=reader.number("rope_theta", optional=True),
             sliding_window=reader.count("sliding_window", MAX_CONTEXT, optional=True),
@@ -245,39 +247,13 @@ def name_difference(declared: set[str], actual: set[str]) -> str:
     return "; ".join(parts)
 
 
-class _Reader:
-    """Typed access to the sidecar's JSON: every wrong value is one error naming the file and the key."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise Awq2TrtError(where, expected="a JSON object", got=type(data).__name__)
-        self.data = data
-        self.where = where
-
-    def _fail(self, key: str, expected: str, got: Any) -> Awq2TrtError:
-        text = repr(got)
-        return Awq2TrtError(f"{self.where}: {key}", expected=expected, got=text[:80])
-
-    def get(self, key: str, kind: type, *, optional: bool = False) -> Any:
-        if key not in self.data or self.data[key] is None:
-            if optional:
-                return None
-            raise Awq2TrtError(self.where, expected=f'a "{key}" entry', got="none")
-        value = self.data[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self._fail(key, f"a JSON {kind.__name__}", value)
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...]) -> str:
-        value = self.get(key, str)
-        if value not in choices:
-            raise self._fail(key, " or ".join(choices), value)
-        return value
+class _Reader(JsonFields):
+    """The sidecar's fields: every wrong value is one error naming the file and the key."""
 
     def count(self, key: str, limit: int, *, optional: bool = False) -> Any:
         value = self.get(key, int, optional=optional)
         if value is not None and not 1 <= value <= limit:
-            raise self._fail(key, f"an integer in [1, {limit}]", value)
+            raise self.fail(key, f"an integer in [1, {limit}]", value)
         return value
 
     def number(self, key: str, *, optional: bool = False) -> float | None:
@@ -285,13 +261,13 @@ class _Reader:
         if value is None and optional:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self._fail(key, "a finite number", value)
+            raise self.fail(key, "a finite number", value)
         return float(value)
 
     def token(self, key: str) -> int | None:
         value = self.get(key, int, optional=True)
         if value is not None and value < 0:
-            raise self._fail(key, "a token id >= 0", value)
+            raise self.fail(key, "a token id >= 0", value)
         return value
 
     def int_list(self, key: str, *, below: int | None = None) -> list[int]:
@@ -299,22 +275,15 @@ class _Reader:
         for item in value:
             if isinstance(item, bool) or not isinstance(item, int) or item < 0 or (below is not None and item >= below):
                 bound = f" below {below}" if below is not None else ""
-                raise self._fail(key, f"a list of integers >= 0{bound}", item)
+                raise self.fail(key, f"a list of integers >= 0{bound}", item)
         return list(value)
 
     def int_map(self, key: str) -> dict[str, int]:
         value = self.get(key, dict, optional=True) or {}
         for name, count in value.items():
             if isinstance(count, bool) or not isinstance(count, int):
-                raise self._fail(f"{key}.{name}", "an integer", count)
+                raise self.fail(f"{key}.{name}", "an integer", count)
         return dict(value)
-
-    def file_name(self, key: str, *, optional: bool = False) -> str | None:
-        """A file beside the sidecar: a plain name, never a path that could leave the folder."""
-        value = self.get(key, str, optional=optional)
-        if value is not None and (not value or "/" in value or "\\" in value or value in (".", "..")):
-            raise self._fail(key, "a file name inside the exported folder", value)
-        return value
 
     def tensors(self, key: str) -> dict[str, TensorSpec]:
         table = self.get(key, dict)
@@ -322,14 +291,14 @@ class _Reader:
         for name, spec in table.items():
             where = f"{key}.{name}"
             if not isinstance(spec, dict):
-                raise self._fail(where, "an object with dtype and shape", spec)
+                raise self.fail(where, "an object with dtype and shape", spec)
             dtype, shape = spec.get("dtype"), spec.get("shape")
             if dtype not in TENSOR_DTYPES:
-                raise self._fail(f"{where}.dtype", " or ".join(TENSOR_DTYPES), dtype)
+                raise self.fail(f"{where}.dtype", " or ".join(TENSOR_DTYPES), dtype)
             if not isinstance(shape, list) or not all(
                 isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in shape
             ):
-                raise self._fail(f"{where}.shape", "a list of dim names or sizes", shape)
+                raise self.fail(f"{where}.shape", "a list of dim names or sizes", shape)
             out[name] = TensorSpec(dtype, tuple(shape))
         return out
 
@@ -341,14 +310,14 @@ class _Reader:
         present = sub.get("present", str)
         for key, template in (("past", past), ("present", present)):
             if "{layer}" not in template or "{kind}" not in template:
-                raise self._fail(f"kv_cache.{key}", "a name with {layer} and {kind}", template)
+                raise self.fail(f"kv_cache.{key}", "a name with {layer} and {kind}", template)
             try:
                 template.format(layer=0, kind="key")
             except (KeyError, IndexError, ValueError):
-                raise self._fail(f"kv_cache.{key}", "a name with {layer} and {kind} only", template) from None
+                raise self.fail(f"kv_cache.{key}", "a name with {layer} and {kind} only", template) from None
         padding = raw.get("padding", "right" if shared else "left")
         if padding != ("right" if shared else "left"):
-            raise self._fail("kv_cache.padding", "right with a shared buffer, left without", padding)
+            raise self.fail("kv_cache.padding", "right with a shared buffer, left without", padding)
         return KvCacheSpec(shared_buffer=shared, past=past, present=present)
 
     def quantization(self) -> QuantizationInfo:
@@ -356,7 +325,7 @@ class _Reader:
         sub = _Reader(raw, f"{self.where}: quantization")
         zero_point = raw.get("zero_point")
         if zero_point is not None and not isinstance(zero_point, bool):
-            raise self._fail("quantization.zero_point", "true, false or null", zero_point)
+            raise self.fail("quantization.zero_point", "true, false or null", zero_point)
         return QuantizationInfo(
             bits=sub.count("bits", 8),
             group_sizes=tuple(sub.int_list("group_sizes")),

@@ -77,7 +77,7 @@ def _tampered(tmp_path: Path, change: Any) -> Path:
         (lambda d: d.update(format_version=1), "expected format_version 2 .export the checkpoint again"),
         (lambda d: d.update(num_layers=3), "expected inputs for num_layers = 3, got missing past_key_values.2.key"),
         (lambda d: d.update(num_layers=10**9), "num_layers: expected an integer in \\[1, 4096\\]"),
-        (lambda d: d.update(num_layers="2"), "num_layers: expected a JSON int, got '2'"),
+        (lambda d: d.update(num_layers="2"), "num_layers: expected a JSON integer, got '2'"),
         (lambda d: d.update(dtype="bfloat16"), "dtype: expected float32 or float16, got 'bfloat16'"),
         (lambda d: d.update(model="../../etc/passwd"), "model: expected a file name inside the exported folder"),
         (lambda d: d.update(external_data="/tmp/x"), "external_data: expected a file name inside the exported"),

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from awq2trt.atomic import write_file_atomic
 from awq2trt.checkpoint.writer import TOKENIZER_FILES
 from awq2trt.errors import Awq2TrtError, MissingPackageError
 from awq2trt.sidecar import SIDECAR_FILE, Sidecar
 from awq2trt.tensorrt.cancel import cancel_on_signals
-from awq2trt.tensorrt.engine_info import ENGINE_INFO_FILE, FORMAT_VERSION, EngineInfo, Profile, write_atomic
+from awq2trt.tensorrt.engine_info import ENGINE_INFO_FILE, FORMAT_VERSION, EngineInfo, Profile
 from awq2trt.tensorrt.parser_errors import OnnxParseError, parser_error_line
 from awq2trt.tensorrt.profiles import engine_limits, optimization_profiles
 from awq2trt.tensorrt.progress import ProgressBars, tensorrt_monitor
@@ -63,14 +64,17 @@ class _Plan:
     copies: tuple[str, ...]
 
 
-def import_tensorrt() -> None:
-    """Import ``tensorrt`` and check it is a real 10.x or 11.x install; ``MissingPackageError`` otherwise."""
+def import_tensorrt(purpose: str = "`awq2trt build`") -> None:
+    """Import ``tensorrt`` and check it is a real 10.x or 11.x install; ``MissingPackageError`` otherwise.
+
+    *purpose* names what needs it in the error (the build, or running an engine).
+    """
     try:
         import tensorrt as trt
     except ImportError as error:
         raise MissingPackageError(
             "tensorrt",
-            expected="TensorRT 10 or 11 for `awq2trt build`",
+            expected=f"TensorRT 10 or 11 for {purpose}",
             got=f"not installed ({error})",
             detail=INSTALL_HINT,
         ) from None
@@ -79,14 +83,14 @@ def import_tensorrt() -> None:
     if not isinstance(version, str) or not hasattr(trt, "Builder"):
         raise MissingPackageError(
             "tensorrt",
-            expected="TensorRT 10 or 11 for `awq2trt build`",
+            expected=f"TensorRT 10 or 11 for {purpose}",
             got="only its type stubs (tensorrt-stubs), not the library",
             detail=INSTALL_HINT,
         )
     major = version.split(".", 1)[0]
     if not major.isdigit() or int(major) not in SUPPORTED_MAJORS:
         raise MissingPackageError(
-            "tensorrt", expected="TensorRT 10.x or 11.x for `awq2trt build`", got=version, detail=INSTALL_HINT
+            "tensorrt", expected=f"TensorRT 10.x or 11.x for {purpose}", got=version, detail=INSTALL_HINT
         )
 
 
@@ -375,7 +379,7 @@ class _Outputs:
 
     def write(self, path: Path, data: bytes | memoryview) -> None:
         existed = path.exists()
-        write_atomic(path, data)
+        write_file_atomic(path, data)
         if not existed:
             self.created.append(path)
 

@@ -10,13 +10,13 @@ Standard library only: a serving environment reads this without numpy or the com
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from awq2trt.atomic import write_file_atomic
 from awq2trt.errors import Awq2TrtError
+from awq2trt.json_fields import JsonFields
 
 ENGINE_INFO_FILE = "engine.json"
 ENGINE_INFO_FORMAT = "awq2trt-engine"
@@ -106,7 +106,7 @@ class EngineInfo:
     def write(self, folder: str | Path) -> Path:
         """Write ``FOLDER/engine.json`` all-or-nothing (a temporary file renamed into place)."""
         path = Path(folder) / ENGINE_INFO_FILE
-        write_atomic(path, self.to_text().encode())
+        write_file_atomic(path, self.to_text().encode())
         return path
 
     def to_text(self) -> str:
@@ -150,7 +150,7 @@ class EngineInfo:
         return cls(
             format_version=version,
             tensorrt_version=reader.text("tensorrt_version"),
-            engine=reader.file_name("engine"),
+            engine=reader.engine_file("engine"),
             dtype=reader.choice("dtype", FLOAT_DTYPES),
             max_batch=reader.count("max_batch"),
             max_seq=max_seq,
@@ -171,51 +171,13 @@ def check_tensorrt_version(info: EngineInfo, running: str, path: str | Path) -> 
         )
 
 
-def write_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Write *data* to *path* through a temporary sibling and a rename: readers see the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-{os.getpid()}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the user's usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class _Reader:
-    """Typed access to engine.json: every wrong value is one error naming the file and the key."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise Awq2TrtError(where, expected="a JSON object", got=type(data).__name__)
-        self.data = data
-        self.where = where
-
-    def fail(self, key: str, expected: str, got: Any) -> Awq2TrtError:
-        return Awq2TrtError(f"{self.where}: {key}", expected=expected, got=repr(got)[:80])
-
-    def get(self, key: str, kind: type) -> Any:
-        if key not in self.data:
-            raise Awq2TrtError(self.where, expected=f'a "{key}" entry', got="none")
-        value = self.data[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(key, f"a JSON {_JSON_NAMES.get(kind, kind.__name__)}", value)
-        return value
+class _Reader(JsonFields):
+    """engine.json's fields: every wrong value is one error naming the file and the key."""
 
     def text(self, key: str) -> str:
         value: str = self.get(key, str)
         if not value.strip():
             raise self.fail(key, "a non-empty string", value)
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...]) -> str:
-        value: str = self.get(key, str)
-        if value not in choices:
-            raise self.fail(key, " or ".join(choices), value)
         return value
 
     def count(self, key: str) -> int:
@@ -230,11 +192,9 @@ class _Reader:
             raise self.fail(key, "a byte count >= 0", value)
         return value
 
-    def file_name(self, key: str) -> str:
-        """A file beside engine.json: a plain name, never a path that could leave the folder."""
-        value: str = self.get(key, str)
-        if not value or "/" in value or "\\" in value or value in (".", "..") or "\0" in value:
-            raise self.fail(key, "a file name inside the engine's folder", value)
+    def engine_file(self, key: str) -> str:
+        value: str | None = self.file_name(key, "engine's folder")
+        assert value is not None  # not optional: get() raised otherwise
         return value
 
     def plugin_libs(self, key: str) -> tuple[str, ...]:
@@ -281,6 +241,3 @@ class _Reader:
                 raise self.fail(where, "min <= opt <= max in every dim", raw)
             out[name] = ShapeRange(low, opt, high)
         return out
-
-
-_JSON_NAMES = {str: "string", int: "integer", list: "list", dict: "object"}
