@@ -192,3 +192,23 @@ def test_genai_runs_the_demo_folder(demo_run: tuple[Path, str]) -> None:
     assert expected.finish_reasons[0] == "eos"
     assert genai_greedy(og, folder, [int(t) for t in tokens], 24) == expected.ids[0][:-1]
     assert "Paris" in expected.texts[0]
+
+
+@pytest.mark.parametrize("which", ["rtn", "awq"])
+def test_trt_graph_matches_the_ir_graph(
+    which: str, smollm2_rtn: Path, smollm2_ir: Path, demo_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The fp32 trt graph (INT4 DequantizeLinear + the zero-point correction) of SmolLM2 RTN g64 and of the demo's
+    AWQ g64 checkpoint: a prefill and 8 decode steps within float rounding of the IR graph, 32 greedy tokens equal."""
+    from awq2trt.frontend.export import export_checkpoint
+    from tests.test_trt_target import assert_trt_equals_ir
+
+    if which == "rtn":
+        checkpoint, ir = smollm2_rtn, smollm2_ir
+    else:
+        checkpoint = demo_run[0].with_name(demo_run[0].name.removesuffix("-ort"))  # the demo's AWQ checkpoint
+        ir = export_checkpoint(checkpoint, tmp_path / "ir", progress=False).output
+    trt = export_checkpoint(checkpoint, tmp_path / "trt", target="trt", dtype="fp32", progress=False).output
+    tokenizer = load_tokenizer(smollm2_rtn)
+    ids = np.array([tokenizer("The GNU General Public License is a free, copyleft license")["input_ids"][:16]])
+    assert_trt_equals_ir(ir, trt, ids, steps=32)

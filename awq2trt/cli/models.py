@@ -37,17 +37,40 @@ def is_exported(path: Path) -> bool:
 
 
 def open_exported(path: Path, args: argparse.Namespace) -> Any:
+    """The folder's model on the backend --backend picks: ``auto`` runs an engine where one was built."""
+    from awq2trt.tensorrt.engine_info import ENGINE_INFO_FILE  # standard library only: no torch for ONNX Runtime
+
+    backend = getattr(args, "backend", "auto")
+    if backend == "tensorrt" or (backend == "auto" and (path / ENGINE_INFO_FILE).is_file()):
+        for name in ("threads", "provider"):
+            if getattr(args, name) not in (None, "cpu"):
+                flag, value = "--" + name, getattr(args, name)
+                raise Awq2TrtError(flag, expected="an ONNX Runtime option (not for a TensorRT engine)", got=value)
+        from awq2trt.errors import MissingPackageError
+        from awq2trt.runtime.trt_model import TrtModel
+
+        try:
+            return TrtModel.open(path, verbose=args.verbose)
+        except MissingPackageError as error:
+            if backend == "auto" and (path / "model.onnx").is_file():  # the exported graph is still there
+                error.detail = f"{error.detail}; or run the exported graph with --backend onnxruntime"
+            raise
     from awq2trt.runtime import OrtModel
     from awq2trt.runtime.providers import execution_providers
 
     return OrtModel.open(path, providers=execution_providers(args.provider), threads=args.threads)
 
 
+def backend_label(model: Any, args: argparse.Namespace) -> str:
+    """How reports name what ran: "ONNX Runtime cpu" or "TensorRT"."""
+    return "TensorRT" if model.backend == "tensorrt" else f"ONNX Runtime {args.provider}"
+
+
 def refuse_runtime_options(args: argparse.Namespace, names: Sequence[str]) -> None:
     """Options that only exported folders take must not be silently ignored for a checkpoint."""
     for name in names:
         value = getattr(args, name)
-        if value not in (None, False, "cpu"):
+        if value not in (None, False, "cpu", "auto"):
             flag = "--" + name.replace("_", "-")
             raise Awq2TrtError(flag, expected="an exported folder (see `awq2trt export --target ort`)", got=args.model)
 

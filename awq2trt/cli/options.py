@@ -12,6 +12,7 @@ from typing import Any
 
 DEFAULT_MODEL = "default"
 DTYPES = ("fp32", "fp16")
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
 EVAL_TEXT = Path("/usr/share/common-licenses/GPL-3")  # eval's default text and the demo's
 MODEL_HELP = f"checkpoint folder, or '{DEFAULT_MODEL}' for SmolLM2-135M-Instruct"
 MODEL_OR_FOLDER_HELP = f"exported folder (ONNX Runtime), checkpoint folder (PyTorch reference), or '{DEFAULT_MODEL}'"
@@ -75,6 +76,13 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
     )
     # No `choices`: which providers exist depends on the installed onnxruntime, and the runtime names them.
     parser.add_argument("--provider", default="cpu", help="exported folders: execution provider, cpu (default) or cuda")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="exported folders: auto (default: the TensorRT engine where `awq2trt build` wrote one, else ONNX"
+        " Runtime), onnxruntime, or tensorrt",
+    )
 
 
 def add_folder_or_checkpoint(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""``awq2trt bench``: prefill and decode speed of an exported folder in ONNX Runtime, as users will see it.
+"""``awq2trt bench``: prefill and decode speed of an exported folder (ONNX Runtime) or engine, as users see it.
 
 Prompts are seeded random token ids: the speed of a forward pass does not depend on which tokens it reads,
 and random ids need no tokenizer and no text file.  Every figure is taken ``rounds`` times after one warm-up
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from awq2trt.errors import Awq2TrtError
-from awq2trt.runtime.session import OrtModel
+from awq2trt.runtime.text_model import TextModel
 
 SHORT_PROMPT_TOKENS = 25  # a typical chat prompt; time to first token is measured on it
 
@@ -59,7 +59,7 @@ def peak_rss_bytes() -> int:
 
 
 def benchmark(
-    model: OrtModel,
+    model: TextModel,
     *,
     prompt_lengths: tuple[int, ...] = (128, 512),
     new_tokens: int = 64,
@@ -101,16 +101,12 @@ def benchmark(
         timing = model.generate(prompt(SHORT_PROMPT_TOKENS), new_tokens, stop_at_eos=False).timing
         decode.append(timing.decode_tokens_per_s)
         ttft.append(1000 * timing.ttft_s)
-    folder = model.folder
-    files = [folder / model.sidecar.model]
-    if model.sidecar.external_data:
-        files.append(folder / model.sidecar.external_data)
     return BenchReport(
-        model=str(folder),
+        model=str(model.folder),
         provider=provider,
         threads=threads,
         rounds=rounds,
-        model_bytes=sum(f.stat().st_size for f in files),
+        model_bytes=sum(f.stat().st_size for f in model.model_files()),
         prefill_tokens_per_s={k: Figure.of(v, higher_is_better=True) for k, v in prefill.items()},
         decode_tokens_per_s=Figure.of(decode, higher_is_better=True),
         new_tokens=new_tokens,

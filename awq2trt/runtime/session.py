@@ -22,7 +22,6 @@ batch / prompt / steps  numpy ``run``    IO binding, OrtValue passthrough  IO bi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,16 +31,13 @@ import onnxruntime as ort
 
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import io_names
-from awq2trt.runtime.generate import Generation, Prompt, Text, TextCallback, Timing, check_ids, generate_tokens
+from awq2trt.runtime.generate import Generation, Timing
 from awq2trt.runtime.ort_step import NUMPY_DTYPES, OrtStepModel
-from awq2trt.runtime.sampling import SamplingConfig
+from awq2trt.runtime.text_model import TextModel, load_tokenizer
 from awq2trt.sidecar import SIDECAR_FILE, Sidecar, name_difference
 
 __all__ = ["Generation", "OrtModel", "Timing"]
 
-TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-CHAT_TEMPLATE_FILE = "chat_template.jinja"
 _ORT_TYPES = {
     "tensor(int64)": "int64",
     "tensor(int32)": "int32",
@@ -50,24 +46,17 @@ _ORT_TYPES = {
 }
 
 
-class OrtModel:
-    """An exported folder opened for inference; build it with :meth:`open`."""
+class OrtModel(TextModel):
+    """An exported folder opened for inference in ONNX Runtime; build it with :meth:`open`."""
+
+    backend = "onnxruntime"
 
     def __init__(self, folder: Path, sidecar: Sidecar, session: ort.InferenceSession, tokenizer: Any | None) -> None:
-        self.folder = folder
-        self.sidecar = sidecar
         self.session = session
-        self.tokenizer = tokenizer
         self.device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
-        self.steps = OrtStepModel(session, sidecar, self.device)
-        self.text = Text(tokenizer, folder / TOKENIZER_FILE)
-        tokens = self.steps.tokens
-        self.num_layers = sidecar.num_layers
+        self.steps: OrtStepModel = OrtStepModel(session, sidecar, self.device)
+        super().__init__(folder, sidecar, self.steps, tokenizer)
         self.dtype = NUMPY_DTYPES[sidecar.dtype]
-        self.vocab_size = tokens.vocab_size
-        self.max_positions = tokens.max_positions
-        self.eos_ids = tokens.eos_ids
-        self.pad_id = tokens.pad_id
         # GroupQueryAttention graphs append to a buffer bound as both past and present (see kv_cache).
         self.shared_kv = sidecar.kv_cache.shared_buffer
         # The names in graph order, for code that drives a kv_cache class directly (tests/test_export.py).
@@ -110,58 +99,19 @@ class OrtModel:
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise Awq2TrtError(model_path, detail=f"ONNX Runtime could not load it: {detail[:300]}") from None
         _check_io(sidecar, session, folder / SIDECAR_FILE)
-        tokenizer = None
-        if (folder / TOKENIZER_FILE).is_file():
-            from tokenizers import Tokenizer
+        return cls(folder, sidecar, session, load_tokenizer(folder))
 
-            try:
-                tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-            except Exception as error:
-                raise Awq2TrtError(folder / TOKENIZER_FILE, detail=f"cannot be read: {error}") from None
-        return cls(folder, sidecar, session, tokenizer)
-
-    # -- text ---------------------------------------------------------------------------------------------------
-
-    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        """Token ids of *text*; ``add_special_tokens=False`` skips what the post-processor adds (BOS)."""
-        return self.text.encode(text, add_special_tokens=add_special_tokens)
-
-    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
-        return self.text.decode(ids, skip_special_tokens=skip_special_tokens)
-
-    def apply_chat_template(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
-        """Render the folder's chat template (tokenizer_config.json's ``chat_template`` or chat_template.jinja)."""
-        template, config = _chat_template(self.folder)
-        from jinja2.exceptions import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        def raise_exception(message: str) -> None:
-            raise TemplateError(message)
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
-        specials = {key: _token_text(config.get(key)) for key in ("bos_token", "eos_token", "pad_token", "unk_token")}
-        try:
-            return env.from_string(template).render(
-                messages=list(messages), add_generation_prompt=add_generation_prompt, **specials
-            )
-        except TemplateError as error:
-            raise Awq2TrtError("chat template", detail=str(error)) from None
+    def model_files(self) -> list[Path]:
+        files = [self.folder / self.sidecar.model]
+        if self.sidecar.external_data:
+            files.append(self.folder / self.sidecar.external_data)
+        return files
 
     # -- forward ------------------------------------------------------------------------------------------------
 
     def logits(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Logits [batch, T, vocab] of ids [T] or [batch, T], run from an empty cache (for perplexity windows)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if ids.ndim == 1:
-            ids = ids[None]
-        if ids.ndim != 2 or ids.shape[1] == 0:
-            raise Awq2TrtError("logits", expected="token ids shaped [T] or [batch, T] with T >= 1", got=ids.shape)
-        check_ids(ids.ravel(), self.vocab_size, "logits")
-        if self.max_positions and ids.shape[1] > self.max_positions:
-            raise Awq2TrtError(
-                "logits", expected=f"at most max_position_embeddings = {self.max_positions} tokens", got=ids.shape[1]
-            )
+        ids = self.window_ids(ids)
         positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
         empty = self.steps.empty_past(ids.shape[0])
         feeds = {
@@ -173,34 +123,6 @@ class OrtModel:
         if self.sidecar.keeps_logits:
             feeds[io_names.LOGITS_TO_KEEP] = np.zeros(1, np.int64)  # every position's logits
         return self.session.run([io_names.LOGITS], feeds)[0]
-
-    # -- generation ---------------------------------------------------------------------------------------------
-
-    def generate(
-        self,
-        prompts: Prompt | Sequence[Prompt],
-        max_new_tokens: int = 64,
-        *,
-        sampling: SamplingConfig | None = None,
-        stop_at_eos: bool = True,
-        on_text: TextCallback | None = None,
-    ) -> Generation:
-        """Continue one prompt or a batch (padded on the side the cache needs) by up to *max_new_tokens* tokens each.
-
-        A prompt is text (tokenized as is, no special tokens added beyond what tokenizer.json's post-processor
-        adds) or a list of token ids.  Rows stop at an EOS id from the sidecar when *stop_at_eos*; the batch stops
-        when every row has.  Generation also stops where the sequence would pass max_position_embeddings.
-        ``on_text(row, piece)`` receives each row's text as it grows, never half a character.
-        """
-        return generate_tokens(
-            self.steps,
-            self.text,
-            prompts,
-            max_new_tokens,
-            sampling=sampling,
-            stop_at_eos=stop_at_eos,
-            on_text=on_text,
-        )
 
 
 def _check_io(sidecar: Sidecar, session: ort.InferenceSession, path: Path) -> None:
@@ -222,30 +144,3 @@ def _check_io(sidecar: Sidecar, session: ort.InferenceSession, path: Path) -> No
             got = _ORT_TYPES.get(graph[name].type, graph[name].type)
             if spec.dtype != got:
                 raise Awq2TrtError(path, expected=f"{name} of {sidecar.model} as {spec.dtype}", got=got)
-
-
-def _chat_template(folder: Path) -> tuple[str, dict[str, Any]]:
-    config: dict[str, Any] = {}
-    config_path = folder / TOKENIZER_CONFIG_FILE
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-            raise Awq2TrtError(config_path, expected="readable JSON", got=str(error)[:200]) from None
-    template = config.get("chat_template")
-    if isinstance(template, list):  # [{"name": ..., "template": ...}]: the default one
-        named = {item.get("name"): item.get("template") for item in template if isinstance(item, dict)}
-        template = named.get("default")
-    if not template and (folder / CHAT_TEMPLATE_FILE).is_file():
-        template = (folder / CHAT_TEMPLATE_FILE).read_text()
-    if not isinstance(template, str) or not template:
-        raise Awq2TrtError(
-            folder, expected=f"a chat template ({TOKENIZER_CONFIG_FILE} or {CHAT_TEMPLATE_FILE})", got="none"
-        )
-    return template, config
-
-
-def _token_text(value: object) -> str:
-    if isinstance(value, dict):
-        return str(value.get("content", ""))
-    return "" if value is None else str(value)

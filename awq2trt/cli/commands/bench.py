@@ -14,10 +14,10 @@ def add_parser(subparsers: options.Subparsers) -> None:
     p = options.new_command(
         subparsers,
         "bench",
-        help="prefill and decode speed of an exported folder",
+        help="prefill and decode speed of an exported folder or a TensorRT engine",
         description="Prefill tok/s per prompt length, decode tok/s, time to first token, peak RSS, model bytes.",
     )
-    p.add_argument("model", help="exported folder (awq2trt export)")
+    p.add_argument("model", help="exported folder (awq2trt export) or engine folder (awq2trt build)")
     p.add_argument(
         "--rounds",
         type=options.positive_int,
@@ -41,12 +41,13 @@ def handle(args: argparse.Namespace) -> int:
         lengths = tuple(int(v) for v in args.prompt_lengths.split(","))
     except ValueError:
         raise Awq2TrtError("--prompt-lengths", expected="comma-separated integers", got=args.prompt_lengths) from None
+    model = open_exported(path, args)
     report = benchmark(
-        open_exported(path, args),
+        model,
         prompt_lengths=lengths,
         new_tokens=args.new_tokens,
         rounds=args.rounds,
-        provider=args.provider,
+        provider=args.provider if model.backend == "onnxruntime" else "tensorrt",
         threads=args.threads,
     )
     if args.json:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from awq2trt.cli import options
 from awq2trt.cli.models import (
+    backend_label,
     is_exported,
     model_path,
     open_exported,
@@ -48,7 +49,7 @@ def handle(args: argparse.Namespace) -> int:
     on_text = None if args.json else stream
     if is_exported(path):
         return _run_exported(path, args, on_text)
-    refuse_runtime_options(args, ("threads", "provider", *SAMPLING_OPTIONS))
+    refuse_runtime_options(args, ("threads", "provider", "backend", *SAMPLING_OPTIONS))
     model, tokenizer = reference_model_and_tokenizer(path, args)
     from awq2trt.evaluate.reference import chat_generate
 
@@ -91,8 +92,8 @@ def _run_exported(path: Path, args: argparse.Namespace, on_text: Callable[[str],
                 "finish_reason": gen.finish_reasons[0],
                 "ttft_ms": 1000 * t.ttft_s,
                 "decode_tokens_per_s": t.decode_tokens_per_s,
-                "backend": "onnxruntime",
-                "provider": args.provider,
+                "backend": model.backend,
+                "provider": args.provider if model.backend == "onnxruntime" else None,
                 "sampling": how,
             }
         )
@@ -100,7 +101,7 @@ def _run_exported(path: Path, args: argparse.Namespace, on_text: Callable[[str],
     print()
     print(
         f"[{len(gen.ids[0])} tokens ({gen.finish_reasons[0]}), time to first token {1000 * t.ttft_s:.0f} ms,"
-        f" decode {t.decode_tokens_per_s:.1f} tok/s, ONNX Runtime {args.provider}, {how}]",
+        f" decode {t.decode_tokens_per_s:.1f} tok/s, {backend_label(model, args)}, {how}]",
         file=sys.stderr,
     )
     return 0

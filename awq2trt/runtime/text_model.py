@@ -1,0 +1,166 @@
+"""What every backend's model object offers: the folder's tokenizer and chat template, and generation.
+
+``OrtModel`` (an ONNX Runtime session over an exported folder) and ``TrtModel`` (a TensorRT engine built from
+one) differ only in the ``StepModel`` they drive and in how they run a whole-window forward (``logits``);
+the text side, the chat template and the generation loop are this one class.  Needs only ``tokenizers`` (and
+jinja2 for chat templates, imported on first use): nothing here imports onnxruntime, TensorRT or torch.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from awq2trt.errors import Awq2TrtError
+from awq2trt.runtime.generate import Generation, Prompt, Text, TextCallback, check_ids, generate_tokens
+from awq2trt.runtime.sampling import SamplingConfig
+from awq2trt.runtime.step import StepModel
+from awq2trt.sidecar import Sidecar
+
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
+class TextModel(ABC):
+    """An exported (or built) folder opened for inference through one backend's ``StepModel``."""
+
+    backend: str  # what reports name the backend ("onnxruntime", "tensorrt")
+
+    def __init__(self, folder: Path, sidecar: Sidecar, steps: StepModel, tokenizer: Any | None) -> None:
+        self.folder = folder
+        self.sidecar = sidecar
+        self.steps = steps
+        self.tokenizer = tokenizer
+        self.text = Text(tokenizer, folder / TOKENIZER_FILE)
+        tokens = steps.tokens
+        self.num_layers = sidecar.num_layers
+        self.vocab_size = tokens.vocab_size
+        self.max_positions = tokens.max_positions
+        self.eos_ids = tokens.eos_ids
+        self.pad_id = tokens.pad_id
+
+    @abstractmethod
+    def model_files(self) -> list[Path]:
+        """The files whose bytes the backend loads (the graph and its weights, or the engine)."""
+
+    # -- text ---------------------------------------------------------------------------------------------------
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of *text*; ``add_special_tokens=False`` skips what the post-processor adds (BOS)."""
+        return self.text.encode(text, add_special_tokens=add_special_tokens)
+
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        return self.text.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def apply_chat_template(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
+        """Render the folder's chat template (tokenizer_config.json's ``chat_template`` or chat_template.jinja)."""
+        template, config = _chat_template(self.folder)
+        from jinja2.exceptions import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message: str) -> None:
+            raise TemplateError(message)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        specials = {key: _token_text(config.get(key)) for key in ("bos_token", "eos_token", "pad_token", "unk_token")}
+        try:
+            return env.from_string(template).render(
+                messages=list(messages), add_generation_prompt=add_generation_prompt, **specials
+            )
+        except TemplateError as error:
+            raise Awq2TrtError("chat template", detail=str(error)) from None
+
+    # -- forward ------------------------------------------------------------------------------------------------
+
+    def window_ids(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """*ids* [T] or [batch, T] as int64 [batch, T], checked as ``logits`` needs them."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.ndim == 1:
+            ids = ids[None]
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise Awq2TrtError("logits", expected="token ids shaped [T] or [batch, T] with T >= 1", got=ids.shape)
+        check_ids(ids.ravel(), self.vocab_size, "logits")
+        if self.max_positions and ids.shape[1] > self.max_positions:
+            raise Awq2TrtError(
+                "logits", expected=f"at most max_position_embeddings = {self.max_positions} tokens", got=ids.shape[1]
+            )
+        return ids
+
+    @abstractmethod
+    def logits(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Logits [batch, T, vocab] of ids [T] or [batch, T], run from an empty cache (for perplexity windows)."""
+
+    # -- generation ---------------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Prompt | Sequence[Prompt],
+        max_new_tokens: int = 64,
+        *,
+        sampling: SamplingConfig | None = None,
+        stop_at_eos: bool = True,
+        on_text: TextCallback | None = None,
+    ) -> Generation:
+        """Continue one prompt or a batch (padded on the side the cache needs) by up to *max_new_tokens* tokens each.
+
+        A prompt is text (tokenized as is, no special tokens added beyond what tokenizer.json's post-processor
+        adds) or a list of token ids.  Rows stop at an EOS id from the sidecar when *stop_at_eos*; the batch stops
+        when every row has.  Generation also stops where the sequence would pass max_position_embeddings.
+        ``on_text(row, piece)`` receives each row's text as it grows, never half a character.
+        """
+        return generate_tokens(
+            self.steps,
+            self.text,
+            prompts,
+            max_new_tokens,
+            sampling=sampling,
+            stop_at_eos=stop_at_eos,
+            on_text=on_text,
+        )
+
+
+def load_tokenizer(folder: Path) -> Any | None:
+    """The folder's tokenizer.json as a ``tokenizers.Tokenizer``, or None where there is none (ids only)."""
+    path = folder / TOKENIZER_FILE
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as error:
+        raise Awq2TrtError(path, detail=f"cannot be read: {error}") from None
+
+
+def _chat_template(folder: Path) -> tuple[str, dict[str, Any]]:
+    config: dict[str, Any] = {}
+    config_path = folder / TOKENIZER_CONFIG_FILE
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise Awq2TrtError(config_path, expected="readable JSON", got=str(error)[:200]) from None
+    template = config.get("chat_template")
+    if isinstance(template, list):  # [{"name": ..., "template": ...}]: the default one
+        named = {item.get("name"): item.get("template") for item in template if isinstance(item, dict)}
+        template = named.get("default")
+    if not template and (folder / CHAT_TEMPLATE_FILE).is_file():
+        template = (folder / CHAT_TEMPLATE_FILE).read_text()
+    if not isinstance(template, str) or not template:
+        raise Awq2TrtError(
+            folder, expected=f"a chat template ({TOKENIZER_CONFIG_FILE} or {CHAT_TEMPLATE_FILE})", got="none"
+        )
+    return template, config
+
+
+def _token_text(value: object) -> str:
+    if isinstance(value, dict):
+        return str(value.get("content", ""))
+    return "" if value is None else str(value)
