@@ -155,6 +155,15 @@ def test_engine_folder_checks_before_tensorrt(trt_folder: Path, tmp_path: Path) 
         read_engine_folder(other)
 
 
+def test_inspect_shows_the_engine(trt_folder: Path, tmp_path: Path) -> None:
+    folder = _engine_folder(trt_folder, tmp_path)
+    shown = _cli("inspect", str(folder))
+    assert shown.returncode == 0, shown.stderr
+    assert "model.plan (TensorRT 10.13.0.35, float32): batch <= 4, prompt <= 24, context <= 48 tokens" in shown.stdout
+    as_json = _cli("inspect", str(folder), "--json")
+    assert '"max_context": 48' in as_json.stdout
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "awq2trt", *args], cwd=ROOT, capture_output=True, text=True, timeout=300

@@ -15,6 +15,7 @@ from typing import Any
 from awq2trt.cli.output import human_bytes
 from awq2trt.errors import Awq2TrtError
 from awq2trt.sidecar import SIDECAR_FILE
+from awq2trt.tensorrt.engine_info import ENGINE_INFO_FILE, EngineInfo
 
 # Format 1 kept the target's options at the top level; later formats group them under "target_options".
 _FORMAT_1_TARGET_OPTIONS = ("accuracy_level", "lm_head")
@@ -39,6 +40,9 @@ def describe_export(folder: Path) -> dict[str, Any]:
     if not isinstance(options, dict):
         options = {key: data[key] for key in _FORMAT_1_TARGET_OPTIONS if key in data}
     files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
+    engine = None
+    if (folder / ENGINE_INFO_FILE).is_file():  # `awq2trt build` wrote an engine here
+        engine = EngineInfo.read(folder).to_json()
     return {
         "path": str(folder),
         "kind": "export",
@@ -60,6 +64,7 @@ def describe_export(folder: Path) -> dict[str, Any]:
         "kv_cache": data.get("kv_cache"),
         "model": data.get("model"),
         "external_data": data.get("external_data"),
+        "engine": engine,
         "files": files,
         "total_bytes": sum(files.values()),
     }
@@ -79,6 +84,14 @@ def export_rows(info: Mapping[str, Any]) -> list[tuple[str, object]]:
         ("passes", _passes(info["passes"])),
         ("nodes", _nodes(info["pass_nodes"])),
     ]
+    if engine := info.get("engine"):
+        rows.append(
+            (
+                "engine",
+                f"{engine['engine']} (TensorRT {engine['tensorrt_version']}, {engine['dtype']}): batch <="
+                f" {engine['max_batch']}, prompt <= {engine['max_seq']}, context <= {engine['max_context']} tokens",
+            )
+        )
     rows += [("inputs", line) for line in _io_lines(info["inputs"])]
     rows += [("outputs", line) for line in _io_lines(info["outputs"])]
     rows += [("files", f"{name} {human_bytes(size)}") for name, size in info["files"].items()]
