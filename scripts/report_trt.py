@@ -1,6 +1,6 @@
 """Print how the ``trt`` export compares with the IR graph, per checkpoint: logits error, tokens, nodes, sizes.
 
-    bash scripts/venv-run python scripts/report_trt.py [--smollm2] [--steps 32]
+    bash scripts/venv-run python scripts/report_trt.py [--smollm2 [rtn] [awq]] [--no-fixtures] [--steps 32]
 
 For every peer fixture (and, with ``--smollm2``, SmolLM2-135M quantized by our RTN and AWQ at group 64): the IR
 export and the fp32 ``trt`` export, both run by stock ONNX Runtime on the CPU (the trt graph's INT4
@@ -48,6 +48,7 @@ def compare(name: str, checkpoint: Path, out: Path, steps: int) -> str:
     ir = export_checkpoint(checkpoint, out / "ir", progress=False).output
     trt = export_checkpoint(checkpoint, out / "trt", target="trt", dtype="fp32", progress=False).output
     half = export_checkpoint(checkpoint, out / "trt16", target="trt", progress=False).output
+    ir_half = export_checkpoint(checkpoint, out / "ir16", dtype="fp16", progress=False).output
     ir_ids, ir_logits = IrSession(ir).greedy(PROMPT, steps)
     trt_ids, trt_logits = IrSession(trt).greedy(PROMPT, steps)
     absolute = max(float(np.abs(trt_logits[s] - ir_logits[s]).max()) for s in range(9))
@@ -55,6 +56,8 @@ def compare(name: str, checkpoint: Path, out: Path, steps: int) -> str:
     fp16 = IrSession(half).prefill(PROMPT)[0].astype(np.float32)
     fp32 = IrSession(trt).prefill(PROMPT)[0]
     fp16_error = float(np.abs(fp16 - fp32).max())
+    ir16 = IrSession(ir_half).prefill(PROMPT)[0].astype(np.float32)
+    ir_fp16_error = float(np.abs(ir16 - IrSession(ir).prefill(PROMPT)[0]).max())
     ir_graph = onnx.load(str(ir / "model.onnx"), load_external_data=False).graph
     graph = onnx.load(str(trt / "model.onnx"), load_external_data=False).graph
     ops = [node.op_type for node in graph.node]
@@ -62,36 +65,43 @@ def compare(name: str, checkpoint: Path, out: Path, steps: int) -> str:
     corrections = _bytes(graph, ".zero_correction")
     return (
         f"| {name} | {absolute:.2e} | {absolute / size:.1e} | {'yes' if (ir_ids == trt_ids).all() else 'NO'} "
-        f"| {fp16_error:.2e} | {len(ir_graph.node)} | {len(ops)} | {ops.count('DequantizeLinear')} "
+        f"| {fp16_error:.2e} | {ir_fp16_error:.2e} | {len(ir_graph.node)} | {len(ops)} "
+        f"| {ops.count('DequantizeLinear')} "
         f"| {ops.count('ReduceSum')} | {weights / 2**20:.2f} | {_bytes(graph, '.scales_kn') / 2**20:.3f} "
         f"| {corrections / 2**20:.3f} ({100 * corrections / max(weights, 1):.1f} %) |"
     )
 
 
-def smollm2_checkpoints(tmp: Path) -> list[tuple[str, Path]]:
+def smollm2_checkpoints(tmp: Path, methods: list[str]) -> list[tuple[str, Path]]:
     from awq2trt.models import prepare_default_model
     from awq2trt.quantize import quantize_checkpoint
 
     dense = prepare_default_model(None)
-    rtn = quantize_checkpoint(dense, tmp / "rtn", method="rtn", group_size=64, progress=False)
-    awq = quantize_checkpoint(dense, tmp / "awq", method="awq", group_size=64, progress=False)
-    return [("SmolLM2-135M RTN g64", rtn), ("SmolLM2-135M AWQ g64", awq)]
+    return [
+        (f"SmolLM2-135M {method.upper()} g64", quantize_checkpoint(dense, tmp / method, method=method, group_size=64))
+        for method in methods
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smollm2", action="store_true", help="also SmolLM2-135M, RTN and AWQ at group 64")
+    parser.add_argument(
+        "--smollm2", nargs="*", choices=("rtn", "awq"), help="also SmolLM2-135M quantized at group 64 (default both)"
+    )
+    parser.add_argument("--no-fixtures", action="store_true", help="skip the peer fixtures")
     parser.add_argument("--steps", type=int, default=32, help="greedy tokens compared (default 32)")
     args = parser.parse_args()
     print(
-        "| checkpoint | max abs (9 forwards) | relative | tokens equal | fp16 vs fp32 | IR nodes | trt nodes "
+        "| checkpoint | max abs (9 forwards) | relative | tokens equal | trt fp16 vs fp32 | IR fp16 vs fp32 "
+        "| IR nodes | trt nodes "
         "| DequantizeLinear | ReduceSum | INT4 weights MiB | scales MiB | correction MiB (of weights) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        cases = [(p.name, p) for p in sorted(FIXTURES.iterdir()) if (p / "config.json").is_file()]
-        if args.smollm2:
-            cases += smollm2_checkpoints(Path(tmp))
+        fixtures = [] if args.no_fixtures else sorted(FIXTURES.iterdir())
+        cases = [(p.name, p) for p in fixtures if (p / "config.json").is_file()]
+        if args.smollm2 is not None:
+            cases += smollm2_checkpoints(Path(tmp), args.smollm2 or ["rtn", "awq"])
         for index, (name, checkpoint) in enumerate(cases):
             print(compare(name, checkpoint, Path(tmp) / str(index), args.steps), flush=True)
 

@@ -93,15 +93,15 @@ Export = Callable[..., ExportResult]
 def assert_trt_equals_ir(ir_folder: Path, trt_folder: Path, prompt: np.ndarray, steps: int = 32) -> float:
     """Prefill + 8 decode steps of logits within float rounding, and *steps* greedy tokens identical.
 
-    Returns the largest logits difference over those 9 forwards (relative to the logits' size, floored at 1).
+    Returns the largest logits difference over those 9 forwards.  The bound is 1e-3 absolute; only fp32
+    summation order differs, but the correction adds a second large term (group sums @ s(8 - z)) that cancels
+    against the first, so the rounding grows with the activations: measured 5e-7 on the tiny fixtures, 7.7e-5
+    on SmolLM2 RTN g64 and 4.7e-4 on SmolLM2 AWQ g64 (whose scaled channels carry larger activations).
     """
     ir_ids, ir_logits = IrSession(ir_folder).greedy(prompt, steps)
     trt_ids, trt_logits = IrSession(trt_folder).greedy(prompt, steps)
-    worst = 0.0
-    for step in range(9):
-        size = max(1.0, float(np.abs(ir_logits[step]).max()))
-        worst = max(worst, float(np.abs(trt_logits[step] - ir_logits[step]).max()) / size)
-    assert worst <= 1e-5, worst  # 1e-3 absolute at the issue's bound; summation order is all that differs
+    worst = max(float(np.abs(trt_logits[step] - ir_logits[step]).max()) for step in range(9))
+    assert worst <= 1e-3, worst
     np.testing.assert_array_equal(trt_ids, ir_ids)
     return worst
 
