@@ -4,7 +4,9 @@ Each context selects its profile once, at creation, so a step never switches pro
 synchronisation).  Every run sets each input's shape and address, asks the context for the output shapes those
 imply, allocates the outputs as torch tensors and enqueues on torch's current stream.  TensorRT wants a non-null
 address for every tensor, also an empty one (the prefill's 0-long past), and host memory for inputs it reads as
-shape values (``get_tensor_location`` says which): both are handled here, not by callers.
+shape values (``get_tensor_location`` says which): both are handled here, not by callers.  An output whose shape
+the input shapes do not determine (the logits, were ``num_logits_to_keep`` not a shape tensor to TensorRT) gets an
+``IOutputAllocator`` that allocates it once TensorRT knows its size; that run then synchronises the stream.
 """
 
 from __future__ import annotations
@@ -36,6 +38,44 @@ def _torch_dtypes() -> dict[tensorrt.DataType, torch.dtype]:
         trt.DataType.UINT8: torch.uint8,
         trt.DataType.BOOL: torch.bool,
     }
+
+
+class _LateOutput:
+    """What an output allocator learns during a run: its buffer and the output's shape."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.buffer: torch.Tensor | None = None
+        self.shape: tuple[int, ...] | None = None
+
+    def allocate(self, size: int) -> int:
+        if self.buffer is None or self.buffer.numel() < size:
+            self.buffer = torch.empty(max(size, 256), dtype=torch.uint8, device=self.device)
+        return self.buffer.data_ptr()
+
+    def tensor(self, dtype: torch.dtype) -> torch.Tensor:
+        assert self.buffer is not None and self.shape is not None, "TensorRT reported no output"
+        count = 1
+        for d in self.shape:
+            count *= d
+        return self.buffer.view(dtype)[:count].view(self.shape)
+
+
+def _output_allocator(late: _LateOutput) -> tensorrt.IOutputAllocator:
+    """An ``IOutputAllocator`` feeding *late*; made once TensorRT is imported (its base class comes from there)."""
+    import tensorrt as trt
+
+    class Allocator(trt.IOutputAllocator):
+        def __init__(self) -> None:
+            trt.IOutputAllocator.__init__(self)  # pybind11 trampolines need the base initialised explicitly
+
+        def reallocate_output_async(self, tensor_name: str, memory: int, size: int, alignment: int, stream: int) -> int:
+            return late.allocate(size)
+
+        def notify_shape(self, tensor_name: str, shape: tensorrt.Dims) -> None:
+            late.shape = tuple(shape[i] for i in range(len(shape)))
+
+    return Allocator()
 
 
 class TrtEngineRunner:
@@ -89,6 +129,8 @@ class TrtEngineRunner:
                 raise Awq2TrtError(engine_path, detail=detail)
             self.contexts.append(context)
         self.profile_names = [p.name for p in info.profiles]
+        self.late_outputs: dict[tuple[int, str], _LateOutput] = {}
+        self.allocators: dict[tuple[int, str], tensorrt.IOutputAllocator] = {}  # kept: TensorRT holds raw pointers
         # TensorRT wants a non-null, 256-byte aligned address even for empty tensors: one small buffer each side.
         self.placeholder = {
             False: torch.empty(256, dtype=torch.uint8, device=self.device),
@@ -114,14 +156,25 @@ class TrtEngineRunner:
             address = tensor.data_ptr() if tensor.numel() else self.placeholder[host].data_ptr()
             context.set_tensor_address(name, address)
         outputs: dict[str, torch.Tensor] = {}
+        late: dict[str, _LateOutput] = {}
         for name in self.outputs:
             dims = context.get_tensor_shape(name)
             shape = tuple(dims[i] for i in range(len(dims)))
-            if any(d < 0 for d in shape):
-                raise Awq2TrtError(name, expected="an output shape the input shapes determine", got=shape)
+            if any(d < 0 for d in shape):  # data-dependent: TensorRT asks for the memory once it knows the size
+                late[name] = self.late_outputs.setdefault((profile, name), _LateOutput(self.device))
+                if (profile, name) not in self.allocators:
+                    self.allocators[profile, name] = _output_allocator(late[name])
+                    context.set_output_allocator(name, self.allocators[profile, name])
+                continue
             out = torch.empty(shape, dtype=self.dtypes[name], device=self.device)
             context.set_tensor_address(name, out.data_ptr() if out.numel() else self.placeholder[False].data_ptr())
             outputs[name] = out
-        if not context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
+        stream = torch.cuda.current_stream(self.device)
+        if not context.execute_async_v3(stream.cuda_stream):
             raise Awq2TrtError(self.path, detail=f"TensorRT could not run it: {self.log.last_error}")
+        if late:
+            stream.synchronize()  # the shapes are reported when the run has computed them
+            for name, output in late.items():
+                # A copy: the allocator's buffer is reused by the next run while this output may still be held.
+                outputs[name] = output.tensor(self.dtypes[name]).clone()
         return outputs
