@@ -29,7 +29,6 @@ from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import int4_op
 from awq2trt.ir.graph import int64_initializer, lazy_initializer, take_over
 from awq2trt.quant_weight import SYMMETRIC_ZERO
-from awq2trt.targets import trt_support
 from awq2trt.targets.base import ExportOptions, Target
 
 MIN_OPSET = 21  # blocked DequantizeLinear (block_size) and INT4 tensors
@@ -172,5 +171,7 @@ class TrtTarget(Target):
 
     def verify(self, model_path: Path) -> None:
         """The ONNX checks, then the parser table of every TensorRT version we target (an export must load in all)."""
+        from awq2trt.targets import trt_support  # imports onnx: not at registry import (serving loads no onnx)
+
         super().verify(model_path)
         trt_support.check_model_file(model_path)
