@@ -299,7 +299,7 @@ def test_prompt_longer_than_the_context(model: OrtModel) -> None:
     assert limit
     ids_per_word = len(model.encode(" a" * 10)) / 10
     prompt = " a" * int(limit / ids_per_word + 10)
-    with pytest.raises(Awq2TrtError, match="fewer than max_position_embeddings"):
+    with pytest.raises(Awq2TrtError, match="fewer than the model's context of"):
         TextGenerator(model).parse(_inputs(prompt))
     # max_tokens is cut to what the context leaves.
     short = " a" * int((limit - 8) / ids_per_word)
@@ -317,3 +317,114 @@ def test_cancelled_request_stops(model: OrtModel) -> None:
     generator = TextGenerator(model)
     outcome = generator.run(generator.parse(_inputs("Hello", max_tokens=20)), lambda _: None, cancelled=lambda: True)
     assert outcome.finish_reason == "cancelled" and outcome.tokens == 1
+
+
+# -- in-flight batching ---------------------------------------------------------------------------------------
+
+BATCH_PROMPTS = (
+    "Hello there",
+    "The quick brown fox jumps over the lazy dog and",
+    "1 2 3",
+    "a",
+    "Once upon a time in a land far away there lived",
+    "x y",
+    "What is the answer",
+    "zz",
+)
+BATCH_LENGTHS = (5, 30, 17, 40, 12, 25, 33, 8)
+
+
+def _run_batched(generator: TextGenerator, requests: list[Any], stagger: int) -> tuple[list[Any], int]:
+    """Submit *requests*, the ones from index *stagger* on only once decoding has started; (results, steps)."""
+    import threading
+    import time
+
+    scheduler = generator.batching(8)
+    assert scheduler is not None
+    results: list[Any] = [None] * len(requests)
+    finished = threading.Semaphore(0)
+
+    def submit(index: int) -> None:
+        pieces: list[str] = []
+
+        def done(outcome: Any, error: BaseException | None) -> None:
+            results[index] = (outcome, error, "".join(pieces))
+            finished.release()
+
+        scheduler.submit(requests[index], pieces.append, done)
+
+    try:
+        for index in range(stagger):
+            submit(index)
+        deadline = time.monotonic() + 10
+        while scheduler.steps == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        for index in range(stagger, len(requests)):  # these join while the first ones are mid-answer
+            submit(index)
+        for _ in requests:
+            assert finished.acquire(timeout=60)
+        return results, scheduler.steps
+    finally:
+        scheduler.close()
+
+
+def test_batched_requests_answer_as_one_at_a_time(model: OrtModel) -> None:
+    generator = TextGenerator(model)
+    requests = [generator.parse(_inputs(p, max_tokens=n)) for p, n in zip(BATCH_PROMPTS, BATCH_LENGTHS, strict=True)]
+    expected = [model.generate(p, n).texts[0] for p, n in zip(BATCH_PROMPTS, BATCH_LENGTHS, strict=True)]
+    results, steps = _run_batched(generator, requests, stagger=3)
+    for (outcome, error, streamed), text in zip(results, expected, strict=True):
+        assert error is None
+        assert outcome.text == streamed == text
+    tokens = sum(outcome.tokens for outcome, _, _ in results)
+    assert steps <= max(BATCH_LENGTHS) + 8  # decode steps were shared, not one per token
+    assert tokens > 2 * steps
+
+
+def test_batched_stop_and_failing_client(model: OrtModel) -> None:
+    """A request whose emit raises (a client gone) ends alone; a stop string ends its request early."""
+    generator = TextGenerator(model)
+    full = model.generate(BATCH_PROMPTS[1], 20).texts[0]
+    stop = full[6:9]
+    requests = [
+        generator.parse(_inputs(BATCH_PROMPTS[1], max_tokens=20, stop=[stop.encode()])),
+        generator.parse(_inputs(BATCH_PROMPTS[0], max_tokens=20)),
+    ]
+    results, _ = _run_batched(generator, requests, stagger=2)
+    assert results[0][0].finish_reason == "stop" and results[0][0].text == full[: full.index(stop)]
+    assert results[1][0].text == model.generate(BATCH_PROMPTS[0], 20).texts[0]
+
+    scheduler = generator.batching(4)
+    assert scheduler is not None
+    import threading
+
+    outcomes: dict[str, Any] = {}
+    finished = threading.Semaphore(0)
+
+    def broken(piece: str) -> None:
+        raise ConnectionError("client went away")
+
+    def done(key: str) -> Any:
+        def record(outcome: Any, error: BaseException | None) -> None:
+            outcomes[key] = (outcome, error)
+            finished.release()
+            if key == "broken":
+                raise RuntimeError("a failing done callback must not stop the scheduler")
+
+        return record
+
+    try:
+        scheduler.submit(requests[1], broken, done("broken"))
+        scheduler.submit(requests[1], lambda _: None, done("fine"))
+        assert finished.acquire(timeout=30) and finished.acquire(timeout=30)
+    finally:
+        scheduler.close()
+    assert isinstance(outcomes["broken"][1], ConnectionError)
+    assert outcomes["fine"][0].text == results[1][0].text
+
+
+def test_batching_needs_a_shared_buffer_graph(shared_export: Any, model: OrtModel) -> None:
+    concat = OrtModel.open(shared_export(CASE, "ir").output, threads=1)
+    assert not concat.sidecar.kv_cache.shared_buffer
+    assert TextGenerator(concat).batching(8) is None  # one request at a time there
+    assert TextGenerator(model).batching(1) is None

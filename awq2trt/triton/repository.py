@@ -37,6 +37,9 @@ CONFIG_FILE = "config.pbtxt"
 VERSION = "1"
 MODEL_SUBFOLDER = "model"  # the exported folder, inside NAME/1/ of the generate kind
 DEFAULT_MAX_TOKENS = 64
+# Prompt + answer per request in the generate kind: each batch slot keeps KV buffers this long (SmolLM2, fp32:
+# 94 MB a slot at 2048), so the default stays well below max_position_embeddings (8192 there).
+DEFAULT_MAX_CONTEXT = 2048
 LINK_BYTES = 1 << 20  # files this large (the weights, an engine) are hard-linked where they can be
 PYTHON_MODEL = Path(__file__).with_name("python_model") / "model.py"
 # What the Python-backend model imports from awq2trt (checked by tests/test_triton.py against what it loads).
@@ -57,6 +60,7 @@ SERVING_MODULES = (
     "runtime/streaming.py",
     "triton/__init__.py",
     "triton/serving.py",
+    "triton/slots.py",
 )
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -80,6 +84,7 @@ def write_repository(
     instances: int = 1,
     device: str = "cpu",
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_context: int | None = None,
     force: bool = False,
 ) -> RepositoryResult:
     """Check the inputs fully before anything is written, then build the repository in one rename."""
@@ -104,14 +109,27 @@ def write_repository(
             " dimension of every input)",
             got=max_batch,
         )
+    if max_context is not None and kind != "generate":
+        raise Awq2TrtError("--max-context", expected="no value for the graph kinds", got=max_context)
     if kind == "tensorrt" and device != "gpu":
         device = "gpu"  # Triton's tensorrt backend has no CPU instances; nothing else to choose
     if device not in DEVICES:
         raise Awq2TrtError("--device", expected=" or ".join(DEVICES), got=device)
     sidecar = Sidecar.read(source)
+    limit = sidecar.max_position_embeddings
+    if max_context is not None and limit and max_context > limit:
+        raise Awq2TrtError("--max-context", expected=f"at most max_position_embeddings = {limit}", got=max_context)
+    context = max_context or min(DEFAULT_MAX_CONTEXT, limit or DEFAULT_MAX_CONTEXT)
     writer = {"generate": _generate, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt}[kind]
     plan = writer(
-        source, sidecar, name, max_batch=max_batch or 1, instances=instances, device=device, max_tokens=max_tokens
+        source,
+        sidecar,
+        name,
+        max_batch=max_batch or 1,
+        instances=instances,
+        device=device,
+        max_tokens=max_tokens,
+        max_context=context,
     )
     with atomic_output_dir(output, force=force) as tmp:
         files = plan.write(tmp)
@@ -151,7 +169,15 @@ def _exported_files(source: Path, sidecar: Sidecar) -> list[Path]:
 
 
 def _generate(
-    source: Path, sidecar: Sidecar, name: str, *, max_batch: int, instances: int, device: str, max_tokens: int
+    source: Path,
+    sidecar: Sidecar,
+    name: str,
+    *,
+    max_batch: int,
+    instances: int,
+    device: str,
+    max_tokens: int,
+    max_context: int,
 ) -> _Plan:
     if not (source / "tokenizer.json").is_file():
         raise Awq2TrtError(
@@ -173,12 +199,18 @@ def _generate(
             "provider": "cuda" if device == "gpu" else "cpu",
             "max_batch": str(max_batch),
             "max_tokens": str(max_tokens),
+            "max_context": str(max_context),
         }
         config = configs.generate_config(
             model, decoupled=decoupled, device=device, instances=instances, parameters=parameters
         )
         plan.configs[f"{model}/{CONFIG_FILE}"] = configs.to_text(config)
         plan.files[f"{model}/{VERSION}/model.py"] = PYTHON_MODEL
+    if max_batch > 1 and (not sidecar.kv_cache.shared_buffer or device != "cpu"):
+        plan.warnings = (
+            "requests will run one at a time: batching them needs a GroupQueryAttention graph"
+            " (`awq2trt export --target ort`) on the CPU",
+        )
     return plan
 
 

@@ -5,12 +5,13 @@ and runs in the server's Python, and the tests drive it directly, without a serv
 
 A request is parsed into a ``TextRequest`` (every bad value is one ``Awq2TrtError`` whose text goes back to
 the client), then ``TextGenerator.run`` continues it token by token and hands each new piece of text to
-``emit`` as soon as no stop string can still begin in it.  Sampling is per request (its own seeded generator),
-so an answer never depends on what else the server is doing.
+``emit`` as soon as no stop string can still begin in it.  Sampling is per request (its own seeded generator).
+``BatchScheduler`` runs many requests' decode steps together (in-flight batching).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,17 +78,30 @@ class StopText:
 class TextGenerator:
     """One exported model serving text requests, one at a time (``run``)."""
 
-    def __init__(self, model: OrtModel, default_max_tokens: int = 64) -> None:
+    def __init__(self, model: OrtModel, default_max_tokens: int = 64, max_context: int | None = None) -> None:
+        """*max_context* bounds prompt + answer (and sizes a slot's KV buffers); default max_position_embeddings."""
         if model.tokenizer is None:
             raise Awq2TrtError(model.folder / "tokenizer.json", expected="a tokenizer", got="no such file")
         self.model = model
         self.default_max_tokens = default_max_tokens
+        limits = [n for n in (model.max_positions, max_context) if n]
+        self.max_context = min(limits) if limits else None
 
     @classmethod
-    def open(cls, folder: str, *, provider: str = "cpu", default_max_tokens: int = 64) -> TextGenerator:
+    def open(
+        cls, folder: str, *, provider: str = "cpu", default_max_tokens: int = 64, max_context: int | None = None
+    ) -> TextGenerator:
         from awq2trt.runtime.providers import execution_providers
 
-        return cls(OrtModel.open(folder, providers=execution_providers(provider)), default_max_tokens)
+        return cls(OrtModel.open(folder, providers=execution_providers(provider)), default_max_tokens, max_context)
+
+    def batching(self, slots: int) -> BatchScheduler | None:
+        """A scheduler decoding up to *slots* requests together, or None where this graph cannot (see ``slots``)."""
+        from awq2trt.triton.slots import supports_slots
+
+        if slots < 2 or not supports_slots(self.model.steps) or not self.max_context:
+            return None
+        return BatchScheduler(self, slots, self.max_context)
 
     # -- requests -----------------------------------------------------------------------------------------------
 
@@ -116,11 +130,11 @@ class TextGenerator:
         ids = self.model.encode(text[0])
         if not ids:
             raise Awq2TrtError("text_input", expected="a prompt of at least one token", got="none")
-        limit = self.model.max_positions
+        limit = self.max_context
         if limit and len(ids) >= limit:
             raise Awq2TrtError(
                 "text_input",
-                expected=f"fewer than max_position_embeddings = {limit} tokens (room to generate)",
+                expected=f"fewer than the model's context of {limit} tokens (room to generate)",
                 got=f"{len(ids)} tokens",
             )
         max_tokens = _integer(values.get("max_tokens", self.default_max_tokens), "max_tokens")
@@ -245,3 +259,143 @@ def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise Awq2TrtError(name, expected="a number", got=repr(value))
     return float(value)
+
+
+Done = Callable[[Outcome | None, BaseException | None], None]
+
+
+@dataclass
+class _Job:
+    request: TextRequest
+    state: _Decoding
+    done: Done
+    cancelled: Callable[[], bool]
+    slot: int = -1
+    token: int = -1  # the last sampled token, fed by the next step
+    steps_left: int = 0
+
+
+class BatchScheduler:
+    """Requests decoded together: each joins at its own prefill and leaves when it stops (in-flight batching).
+
+    ``submit`` queues a request and returns at once; one worker thread admits queued requests into free slots
+    (``slots.SlotCache``), runs one decode step for every busy slot, hands each request its token, and calls
+    ``done(outcome, None)`` (or ``done(None, error)``) as each one finishes.  Greedy answers are the same as
+    one at a time (tests/test_triton.py).  A sampled answer draws from the request's own seeded generator, but
+    a row's logits in a batch may differ from a lone row's in the last bits (another kernel path), which can
+    move a draw that lands near a probability boundary: seeded sampling repeats exactly only one at a time.
+    """
+
+    CANCEL_CHECK_EVERY = 8  # steps between asking Triton whether a client went away (a round trip each time)
+
+    def __init__(self, generator: TextGenerator, slots: int, capacity: int) -> None:
+        import collections
+        import threading
+
+        from awq2trt.triton.slots import SlotCache
+
+        self.generator = generator
+        self.cache = SlotCache(generator.model.steps, slots, capacity)
+        self.queue: collections.deque[_Job] = collections.deque()
+        self.lock = threading.Condition()
+        self.closed = False
+        self.busy: dict[int, _Job] = {}
+        self.steps = 0
+        self.thread = threading.Thread(target=self._loop, name="awq2trt-batch", daemon=True)
+        self.thread.start()
+
+    def submit(
+        self,
+        request: TextRequest,
+        emit: Callable[[str], None],
+        done: Done,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
+        job = _Job(request, _Decoding(self.generator.model, request, emit), done, cancelled)
+        with self.lock:
+            if self.closed:
+                raise RuntimeError("the scheduler is closed")
+            self.queue.append(job)
+            self.lock.notify()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.lock.notify()
+        self.thread.join(timeout=10)
+
+    # -- the worker -------------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self.lock:
+                while not self.closed and not self.queue and not self.busy:
+                    self.lock.wait()
+                if self.closed:
+                    jobs = [*self.queue, *self.busy.values()]
+                    self.queue.clear()
+                    self.busy.clear()
+                    break
+                joining = []
+                free = [s for s in range(self.cache.slots) if s not in self.busy]
+                while self.queue and free:
+                    job = self.queue.popleft()
+                    job.slot = free.pop(0)
+                    joining.append(job)
+            for job in joining:
+                self._admit(job)
+            if self.busy:
+                self._step()
+        for job in jobs:
+            self._finish(job, RuntimeError("the model is shutting down"))
+
+    def _admit(self, job: _Job) -> None:
+        try:
+            logits = self.cache.admit(job.slot, job.request.prompt_ids)
+        except Exception as error:  # an ORT failure on this prompt: this request fails, the others go on
+            self.cache.release(job.slot)
+            self._finish(job, error)
+            return
+        job.steps_left = min(job.request.max_tokens, self.cache.room(job.slot) + 1)
+        self.busy[job.slot] = job
+        self._take(job, logits)
+
+    def _step(self) -> None:
+        try:
+            logits = self.cache.step({slot: job.token for slot, job in self.busy.items()})
+        except Exception as error:  # every busy request shared this step
+            for job in list(self.busy.values()):
+                self._finish(job, error)
+            return
+        self.steps += 1
+        check = self.steps % self.CANCEL_CHECK_EVERY == 0
+        for slot, job in list(self.busy.items()):
+            if check and job.cancelled():
+                job.state.stop("cancelled")
+                self._finish(job)
+                continue
+            self._take(job, logits[slot : slot + 1])
+
+    def _take(self, job: _Job, logits: np.ndarray) -> None:
+        """Sample the job's next token from its row; finish it if that ends it."""
+        try:
+            job.token = job.state.sample(logits)
+            job.steps_left -= 1
+            if job.state.push(job.token) or job.steps_left <= 0:
+                self._finish(job)
+        except Exception as error:  # emit failed (the client went away) or a bug: only this request ends
+            self._finish(job, error)
+
+    def _finish(self, job: _Job, error: BaseException | None = None) -> None:
+        if job.slot >= 0 and self.busy.get(job.slot) is job:
+            del self.busy[job.slot]
+            self.cache.release(job.slot)
+        outcome = None
+        if error is None:
+            try:
+                outcome = job.state.finish()
+            except Exception as failure:  # the last emit failed: the client is gone
+                error = failure
+        # Answering this request may fail (its client is gone); the worker goes on with the others.
+        with contextlib.suppress(Exception):
+            job.done(outcome, error)

@@ -30,7 +30,8 @@ def add_parser(subparsers: options.Subparsers) -> None:
         "--max-batch",
         type=options.positive_int,
         default=None,
-        help="generate: requests one model instance decodes together (default 1); refused for the graph kinds",
+        help="generate: requests one model instance decodes together, joining and leaving as they start and stop"
+        " (default 1: one at a time); refused for the graph kinds",
     )
     p.add_argument(
         "--instances", type=options.positive_int, default=1, help="model instances Triton starts (default 1)"
@@ -47,6 +48,13 @@ def add_parser(subparsers: options.Subparsers) -> None:
         type=options.positive_int,
         default=None,
         help="generate: tokens generated when a request gives no max_tokens (default 64)",
+    )
+    p.add_argument(
+        "--max-context",
+        type=options.positive_int,
+        default=None,
+        help="generate: longest prompt + answer of one request; each batch slot keeps KV buffers this long"
+        " (default min(2048, max_position_embeddings))",
     )
     options.add_force(p, help="replace a non-empty repository folder")
     options.add_json(p)
@@ -65,6 +73,7 @@ def handle(args: argparse.Namespace) -> int:
         instances=args.instances,
         device=args.device,
         max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS,
+        max_context=args.max_context,
         force=args.force,
     )
     for warning in result.warnings:

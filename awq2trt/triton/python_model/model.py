@@ -1,17 +1,22 @@
 """The Triton Python-backend model ``awq2trt triton`` writes: text in, text out, over an exported folder.
 
 Triton loads this file as ``NAME/1/model.py``.  Its config's parameters say where the exported folder
-(``model_folder``) and the copied awq2trt modules (``code_folder``) are, relative to the model's folder.  The
-decoupled model (``NAME``) sends one response per piece of text and then an empty final one; the other
-(``NAME_infer``) sends the whole text once.  A bad request gets an error response with awq2trt's one-line
-message; the model keeps serving.  Requests run one after another on each instance (the next slice batches
-their decode steps).
+(``model_folder``) and the copied awq2trt modules (``code_folder``) are, relative to the model's folder, how
+many requests to decode together (``max_batch``) and how long one may be (``max_context``).  The decoupled
+model (``NAME``) sends one response per piece of text and then an empty final one; the other (``NAME_infer``)
+sends the whole text once.  A bad request gets an error response with awq2trt's one-line message, and the
+model keeps serving.
+
+With ``max_batch`` > 1 (and a graph that allows it, see ``awq2trt.triton.slots``) requests go to one
+``BatchScheduler``: ``execute`` of the decoupled model only queues them and returns, so Triton hands it the
+next requests while earlier ones are still decoding, and every decode step serves all of them.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +44,22 @@ class TritonPythonModel:
             str((home / parameters["model_folder"]).resolve()),
             provider=parameters.get("provider", "cpu"),
             default_max_tokens=int(parameters.get("max_tokens", "64")),
+            max_context=int(parameters["max_context"]) if "max_context" in parameters else None,
         )
+        self.scheduler = self.generator.batching(int(parameters.get("max_batch", "1")))
 
     def execute(self, requests: list[Any]) -> list[Any] | None:
         if self.decoupled:
             for request in requests:
                 self._stream(request)
             return None
-        return [self._answer(request) for request in requests]
+        return self._answer(requests)
 
-    # -- one request ------------------------------------------------------------------------------------------
+    def finalize(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+
+    # -- requests ---------------------------------------------------------------------------------------------
 
     def _parse(self, request: Any) -> Any:
         inputs = {}
@@ -58,13 +69,34 @@ class TritonPythonModel:
         parameters = json.loads(request.parameters() or "{}")
         return self.generator.parse(inputs, parameters)
 
-    def _answer(self, request: Any) -> Any:
-        try:
-            parsed = self._parse(request)
-            outcome = self.generator.run(parsed, lambda piece: None)
-        except self.user_error as error:
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error)))
-        return pb_utils.InferenceResponse(output_tensors=[_text(outcome.text)])
+    def _answer(self, requests: list[Any]) -> list[Any]:
+        """One response per request, in order; with a scheduler, all of this call's requests decode together."""
+        responses: list[Any] = [None] * len(requests)
+        waits = []
+        for index, request in enumerate(requests):
+            try:
+                parsed = self._parse(request)
+            except self.user_error as error:
+                responses[index] = _error(error)
+                continue
+            if self.scheduler is None:
+                try:
+                    outcome = self.generator.run(parsed, lambda piece: None)
+                    responses[index] = pb_utils.InferenceResponse(output_tensors=[_text(outcome.text)])
+                except Exception as error:
+                    responses[index] = _error(error)
+                continue
+            finished = threading.Event()
+
+            def done(outcome: Any, error: BaseException | None, index: int = index, finished: Any = finished) -> None:
+                responses[index] = _error(error) if error else pb_utils.InferenceResponse([_text(outcome.text)])
+                finished.set()
+
+            self.scheduler.submit(parsed, lambda piece: None, done)
+            waits.append(finished)
+        for finished in waits:
+            finished.wait()
+        return responses
 
     def _stream(self, request: Any) -> None:
         sender = request.get_response_sender()
@@ -72,25 +104,39 @@ class TritonPythonModel:
         try:
             parsed = self._parse(request)
         except self.user_error as error:
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))), flags=final)
+            sender.send(_error(error), flags=final)
             return
 
         def emit(piece: str) -> None:
             sender.send(pb_utils.InferenceResponse(output_tensors=[_text(piece)]))
 
-        try:
-            self.generator.run(parsed, emit, cancelled=lambda: _cancelled(request, sender))
-        except self.user_error as error:
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))), flags=final)
-            return
-        sender.send(flags=final)
+        def done(outcome: Any, error: BaseException | None) -> None:
+            if error is not None:
+                sender.send(_error(error), flags=final)
+            else:
+                sender.send(flags=final)
 
-    def finalize(self) -> None:
-        self.generator = None
+        def cancelled() -> bool:
+            return _cancelled(request, sender)
+
+        if self.scheduler is not None:
+            self.scheduler.submit(parsed, emit, done, cancelled)  # returns at once: the worker answers
+            return
+        try:
+            outcome = self.generator.run(parsed, emit, cancelled)
+        except Exception as error:
+            done(None, error)
+            return
+        done(outcome, None)
 
 
 def _text(text: str) -> Any:
     return pb_utils.Tensor(OUTPUT, np.array([text.encode("utf-8")], dtype=np.object_))
+
+
+def _error(error: BaseException) -> Any:
+    message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever raised it
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
 
 
 def _cancelled(request: Any, sender: Any) -> bool:
