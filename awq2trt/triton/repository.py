@@ -85,6 +85,7 @@ def write_repository(
     device: str = "cpu",
     max_tokens: int = DEFAULT_MAX_TOKENS,
     max_context: int | None = None,
+    threads: int | None = None,
     force: bool = False,
 ) -> RepositoryResult:
     """Check the inputs fully before anything is written, then build the repository in one rename."""
@@ -109,8 +110,9 @@ def write_repository(
             " dimension of every input)",
             got=max_batch,
         )
-    if max_context is not None and kind != "generate":
-        raise Awq2TrtError("--max-context", expected="no value for the graph kinds", got=max_context)
+    for option, value in (("--max-context", max_context), ("--threads", threads)):
+        if value is not None and kind != "generate":
+            raise Awq2TrtError(option, expected="no value for the graph kinds", got=value)
     if kind == "tensorrt" and device != "gpu":
         device = "gpu"  # Triton's tensorrt backend has no CPU instances; nothing else to choose
     if device not in DEVICES:
@@ -130,6 +132,7 @@ def write_repository(
         device=device,
         max_tokens=max_tokens,
         max_context=context,
+        threads=threads,
     )
     with atomic_output_dir(output, force=force) as tmp:
         files = plan.write(tmp)
@@ -178,6 +181,7 @@ def _generate(
     device: str,
     max_tokens: int,
     max_context: int,
+    threads: int | None,
 ) -> _Plan:
     if not (source / "tokenizer.json").is_file():
         raise Awq2TrtError(
@@ -200,6 +204,7 @@ def _generate(
             "max_batch": str(max_batch),
             "max_tokens": str(max_tokens),
             "max_context": str(max_context),
+            **({"threads": str(threads)} if threads else {}),
         }
         config = configs.generate_config(
             model, decoupled=decoupled, device=device, instances=instances, parameters=parameters

@@ -92,10 +92,14 @@ def ensure_server_env(cache: Path, python: str | None = None) -> ServerEnv:
 
 def check_libpython(version: str) -> None:
     """The stub links the system's shared libpython: say which Debian package brings it when it is missing."""
-    found = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
-    if f"libpython{version}.so.1.0" not in found:
+    name = f"libpython{version}.so.1.0"
+    try:
+        found = name in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    except OSError:  # no ldconfig on PATH: look where Debian and most distributions put it
+        found = any(Path(folder, name).exists() for folder in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"))
+    if not found:
         raise MissingPackageError(
-            f"libpython{version}.so.1.0",
+            name,
             detail=f"the Triton Python backend stub needs it: apt-get install -y libpython{version}",
         )
 

@@ -89,11 +89,18 @@ class TextGenerator:
 
     @classmethod
     def open(
-        cls, folder: str, *, provider: str = "cpu", default_max_tokens: int = 64, max_context: int | None = None
+        cls,
+        folder: str,
+        *,
+        provider: str = "cpu",
+        threads: int | None = None,
+        default_max_tokens: int = 64,
+        max_context: int | None = None,
     ) -> TextGenerator:
         from awq2trt.runtime.providers import execution_providers
 
-        return cls(OrtModel.open(folder, providers=execution_providers(provider)), default_max_tokens, max_context)
+        model = OrtModel.open(folder, providers=execution_providers(provider), threads=threads)
+        return cls(model, default_max_tokens, max_context)
 
     def batching(self, slots: int) -> BatchScheduler | None:
         """A scheduler decoding up to *slots* requests together, or None where this graph cannot (see ``slots``)."""

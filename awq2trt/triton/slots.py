@@ -6,10 +6,17 @@ different lengths share one step, and it appends each row's new keys in place in
 and present.  Each layer's buffer is [slots, kv_heads, capacity, head_dim]; a request joins by a prefill of its
 own (batch 1, plain ``run``) whose keys are copied into its slot's row, and leaves by freeing the row.
 
-A free row still runs in every step (the batch keeps its shape, so everything stays bound once): its mask is
-one position wide and its position 0, so it only ever rewrites its own first column, and its logits are
-ignored.  On the CPU, a step's inputs are arrays bound once and written in place, as in
-``runtime.kv_cache.SharedBufferCache``.
+A step runs the first *k* rows, k = the highest busy slot + 1 (requests take the lowest free slot, so one
+request alone runs a batch of one, as fast as the runtime called directly).  The first k rows of every
+C-ordered array are contiguous, so each k has an IO binding of views, made on first use and kept: a step
+binds nothing.  A free row below k (a request before it finished first) still runs: its mask is one position
+wide and its position 0, so it only rewrites its own first column, and its logits are ignored.  On the CPU a
+step's inputs are arrays written in place, as in ``runtime.kv_cache.SharedBufferCache``.
+
+With an ``--accuracy-level 4`` export (int8 activations) ONNX Runtime's int4 kernel gives a row slightly
+different logits in a batch of several rows than alone (about 1 % on SmolLM2), so a greedy answer can change
+with how many requests share the step; an ``--accuracy-level 0`` export gives the same logits within 1e-4 and
+the same answers (measured on SmolLM2, tests/test_triton.py on the fixtures).
 """
 
 from __future__ import annotations
@@ -38,23 +45,36 @@ class SlotCache:
         self.slots, self.capacity = slots, capacity
         self.shape = (slots, sidecar.num_kv_heads, capacity, sidecar.head_dim)
         self.lengths = np.zeros(slots, dtype=np.int64)  # 0: a free slot
-        self._values: list[Any] = []  # OrtValues must outlive the binding
-        self.binding = self.session.io_binding()
-        self.ids = self._bind(np.full((slots, 1), steps.tokens.pad_id, np.int64), io_names.INPUT_IDS, "input")
-        self.positions = self._bind(np.zeros((slots, 1), np.int64), io_names.POSITION_IDS, "input")
-        self.mask = self._bind(np.zeros((slots, capacity), np.int64), io_names.ATTENTION_MASK, "input")
+        self._values: list[Any] = []  # OrtValues must outlive the bindings
+        self.ids = np.full((slots, 1), steps.tokens.pad_id, np.int64)
+        self.positions = np.zeros((slots, 1), np.int64)
+        self.mask = np.zeros((slots, capacity), np.int64)
         self.mask[:, 0] = 1  # free rows: one position wide
-        if sidecar.keeps_logits:
-            self._bind(np.zeros(1, np.int64), io_names.LOGITS_TO_KEEP, "input")  # 0: every (the one) position
-        self.logits = self._bind(np.zeros((slots, 1, sidecar.vocab_size), steps.dtype), io_names.LOGITS, "output")
-        self.buffers = []
-        for past, present in zip(steps.past, steps.present, strict=True):
-            array = np.zeros(self.shape, steps.dtype)
-            value = ort.OrtValue.ortvalue_from_numpy(array)
-            self.binding.bind_ortvalue_input(past, value)
-            self.binding.bind_ortvalue_output(present, value)
-            self._values.append(value)
-            self.buffers.append(array)
+        self.logits = np.zeros((slots, 1, sidecar.vocab_size), steps.dtype)
+        self.keep = np.zeros(1, np.int64)  # num_logits_to_keep 0: every (the one) position
+        self.buffers = [np.zeros(self.shape, steps.dtype) for _ in steps.past]
+        self.bindings: dict[int, Any] = {}
+
+    def binding(self, rows: int) -> Any:
+        """The IO binding of the first *rows* rows of every array (views: they share the arrays' memory)."""
+        if rows not in self.bindings:
+            binding = self.session.io_binding()
+            inputs = [
+                (io_names.INPUT_IDS, self.ids[:rows]),
+                (io_names.POSITION_IDS, self.positions[:rows]),
+                (io_names.ATTENTION_MASK, self.mask[:rows]),
+            ]
+            if self.steps.sidecar.keeps_logits:
+                inputs.append((io_names.LOGITS_TO_KEEP, self.keep))
+            for name, array in inputs:
+                binding.bind_ortvalue_input(name, self._value(array))
+            binding.bind_ortvalue_output(io_names.LOGITS, self._value(self.logits[:rows]))
+            for past, present, buffer in zip(self.steps.past, self.steps.present, self.buffers, strict=True):
+                value = self._value(buffer[:rows])
+                binding.bind_ortvalue_input(past, value)
+                binding.bind_ortvalue_output(present, value)
+            self.bindings[rows] = binding
+        return self.bindings[rows]
 
     def admit(self, slot: int, prompt: list[int]) -> np.ndarray:
         """Prefill *prompt* into a free *slot*; its last position's logits [1, vocab]."""
@@ -91,10 +111,9 @@ class SlotCache:
         return self.capacity - int(self.lengths[slot])
 
     def step(self, tokens: dict[int, int]) -> np.ndarray:
-        """Append one token to each busy slot (slot -> token); logits [slots, vocab] (free rows: ignore them).
-
-        The array is the bound output buffer: read it before the next step.
-        """
+        """Append one token to each busy slot (slot -> token); logits [rows, vocab] for the first rows (the
+        highest busy slot + 1; free rows among them: ignore them).  The array is the bound output buffer: read
+        it before the next step."""
         for slot, token in tokens.items():
             length = int(self.lengths[slot])
             if length >= self.capacity:
@@ -103,14 +122,12 @@ class SlotCache:
             self.mask[slot, length] = 1
             self.positions[slot, 0] = length
             self.lengths[slot] = length + 1
-        self.session.run_with_iobinding(self.binding)
-        return self.logits[:, -1]
+        rows = max(tokens) + 1
+        self.session.run_with_iobinding(self.binding(rows))
+        return self.logits[:rows, -1]
 
-    def _bind(self, array: np.ndarray, name: str, side: str) -> np.ndarray:
+    def _value(self, array: np.ndarray) -> Any:
+        assert array.flags.c_contiguous  # an OrtValue over a view must see the rows it names, in order
         value = ort.OrtValue.ortvalue_from_numpy(array)
-        if side == "input":
-            self.binding.bind_ortvalue_input(name, value)
-        else:
-            self.binding.bind_ortvalue_output(name, value)
         self._values.append(value)
-        return array
+        return value

@@ -56,6 +56,12 @@ def add_parser(subparsers: options.Subparsers) -> None:
         help="generate: longest prompt + answer of one request; each batch slot keeps KV buffers this long"
         " (default min(2048, max_position_embeddings))",
     )
+    p.add_argument(
+        "--threads",
+        type=options.positive_int,
+        default=None,
+        help="generate: ONNX Runtime intra-op threads of each instance (default: ONNX Runtime's, one per core)",
+    )
     options.add_force(p, help="replace a non-empty repository folder")
     options.add_json(p)
     p.set_defaults(func=handle)
@@ -74,6 +80,7 @@ def handle(args: argparse.Namespace) -> int:
         device=args.device,
         max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS,
         max_context=args.max_context,
+        threads=args.threads,
         force=args.force,
     )
     for warning in result.warnings:

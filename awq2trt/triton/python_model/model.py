@@ -14,6 +14,7 @@ next requests while earlier ones are still decoding, and every decode step serve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -43,6 +44,7 @@ class TritonPythonModel:
         self.generator = TextGenerator.open(
             str((home / parameters["model_folder"]).resolve()),
             provider=parameters.get("provider", "cpu"),
+            threads=int(parameters["threads"]) if "threads" in parameters else None,
             default_max_tokens=int(parameters.get("max_tokens", "64")),
             max_context=int(parameters["max_context"]) if "max_context" in parameters else None,
         )
@@ -111,10 +113,12 @@ class TritonPythonModel:
             sender.send(pb_utils.InferenceResponse(output_tensors=[_text(piece)]))
 
         def done(outcome: Any, error: BaseException | None) -> None:
-            if error is not None:
-                sender.send(_error(error), flags=final)
-            else:
-                sender.send(flags=final)
+            # The client may be gone: then there is nobody to tell, and the model must go on serving.
+            with contextlib.suppress(Exception):
+                if error is not None:
+                    sender.send(_error(error), flags=final)
+                else:
+                    sender.send(flags=final)
 
         def cancelled() -> bool:
             return _cancelled(request, sender)
