@@ -68,7 +68,8 @@ def ensure_server_env(cache: Path, python: str | None = None) -> ServerEnv:
     root.mkdir(parents=True)
     _run([python, "-m", "venv", str(root / "venv")])
     pip = [str(env.bin / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}  # not the project's numpy 2 pins
+    # Not the project's pins (numpy 2): scripts/venv-run exports PIP_CONSTRAINT; the index settings stay.
+    clean = {k: v for k, v in os.environ.items() if k not in ("PIP_CONSTRAINT", "PIP_REQUIREMENT")}
     _run([*pip, *SERVER_PACKAGES], clean)
     _run([*pip, "--no-deps", PYTRITON], clean)  # only its server binary is used, not its Python API
     site = Path(
