@@ -257,3 +257,36 @@ def test_smollm2_served_batched(smollm2_folder: Path, tmp_path: Path) -> None:
         body = {"text_input": SMOL_PROMPTS[0], "max_tokens": 16}
         status, answer = _post(server, f"/v2/models/{NAME}_infer/generate", body)
         assert status == 200 and json.loads(answer)["text_output"] == expected[0]
+
+
+def test_serve_command(folder: Path, model: OrtModel) -> None:
+    """`awq2trt serve`: prints where to reach the server, answers, and Ctrl-C stops it and removes its files."""
+    import signal
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "awq2trt", "serve", str(folder), "--name", "served", "--max-batch", "2"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True).start()
+    try:
+        printed: dict[str, str] = {}
+        while "Ctrl-C" not in printed:
+            line = lines.get(timeout=180)
+            printed[line.split()[0]] = line
+        url = printed["HTTP"].split()[1].removeprefix("http://")
+        repository = Path(printed["repository"].split()[1])
+        assert repository.is_dir()
+        connection = http.client.HTTPConnection(url, timeout=60)
+        connection.request(
+            "POST", "/v2/models/served_infer/generate", json.dumps({"text_input": "1 2 3", "max_tokens": 8})
+        )
+        assert json.loads(connection.getresponse().read())["text_output"] == _expected(model, "1 2 3", 8)
+        connection.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        assert not repository.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

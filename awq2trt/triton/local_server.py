@@ -26,9 +26,10 @@ def free_port() -> int:
 
 
 class LocalServer:
-    def __init__(self, env: ServerEnv, repository: Path, log: Path) -> None:
+    def __init__(self, env: ServerEnv, repository: Path, log: Path, http_port: int = 0, grpc_port: int = 0) -> None:
+        """Ports 0: free ones, picked now."""
         self.env, self.repository, self.log = env, repository, log
-        self.http_port, self.grpc_port = free_port(), free_port()
+        self.http_port, self.grpc_port = http_port or free_port(), grpc_port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,6 +56,14 @@ class LocalServer:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, env=self.env.environment(), start_new_session=True
             )
+        try:
+            return self._wait_ready(timeout)
+        except BaseException:  # not ready, or Ctrl-C while waiting: no server is left running
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float) -> LocalServer:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -68,8 +77,12 @@ class LocalServer:
             except OSError:  # not listening yet, or not ready (HTTP 400)
                 pass
             time.sleep(0.2)
-        self.stop()
         raise Awq2TrtError(self.log, detail=f"tritonserver not ready after {timeout:.0f} s: {self.tail()}")
+
+    def wait(self) -> int:
+        """Block until the server exits by itself; its exit code."""
+        assert self.process is not None
+        return self.process.wait()
 
     def stop(self) -> None:
         process, self.process = self.process, None
