@@ -54,11 +54,14 @@ def _dims(config: Any) -> dict[str, list[int]]:
 # -- configs and layouts --------------------------------------------------------------------------------------
 
 
-def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("command", "needle"), [("triton", "--kind {generate,onnxruntime,tensorrt}"), ("serve", "Ctrl-C")]
+)
+def test_help(command: str, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main(["triton", "--help"])
+        main([command, "--help"])
     assert exit_.value.code == 0
-    assert "--kind {generate,onnxruntime,tensorrt}" in capsys.readouterr().out
+    assert needle in capsys.readouterr().out
 
 
 def test_generate_repository(ort_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
