@@ -19,13 +19,13 @@ from types import TracebackType
 
 import awq2trt
 from awq2trt import __version__
-from awq2trt.cli.commands import bench, build, demo, eval, export, inspect, prepare, quantize, run
+from awq2trt.cli.commands import bench, build, demo, eval, export, inspect, prepare, quantize, run, serve, triton
 from awq2trt.cli.exit_codes import ExitCode
 from awq2trt.cli.options import UsageError
 from awq2trt.cli.quiet import quiet_environment
 from awq2trt.errors import Awq2TrtError, MissingPackageError
 
-COMMANDS = (inspect, prepare, quantize, export, build, eval, run, bench, demo)
+COMMANDS = (inspect, prepare, quantize, export, build, eval, run, bench, triton, serve, demo)
 _PACKAGE_DIR = Path(awq2trt.__file__).resolve().parent
 
 

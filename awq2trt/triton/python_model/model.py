@@ -1,0 +1,152 @@
+"""The Triton Python-backend model ``awq2trt triton`` writes: text in, text out, over an exported folder.
+
+Triton loads this file as ``NAME/1/model.py``.  Its config's parameters say where the exported folder
+(``model_folder``) and the copied awq2trt modules (``code_folder``) are, relative to the model's folder, how
+many requests to decode together (``max_batch``) and how long one may be (``max_context``).  The decoupled
+model (``NAME``) sends one response per piece of text and then an empty final one; the other (``NAME_infer``)
+sends the whole text once.  A bad request gets an error response with awq2trt's one-line message, and the
+model keeps serving.
+
+With ``max_batch`` > 1 (and a graph that allows it, see ``awq2trt.triton.slots``) requests go to one
+``BatchScheduler``: ``execute`` of the decoupled model only queues them and returns, so Triton hands it the
+next requests while earlier ones are still decoding, and every decode step serves all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+OUTPUT = "text_output"
+INPUTS = ("text_input", "max_tokens", "temperature", "top_k", "top_p", "seed", "stop")
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        home = Path(args["model_repository"])  # this model's folder: NAME/ or NAME_infer/
+        code = str((home / parameters["code_folder"]).resolve())
+        if code not in sys.path:
+            sys.path.insert(0, code)  # the awq2trt modules copied beside the weights, whatever else is installed
+        from awq2trt.errors import Awq2TrtError
+        from awq2trt.triton.serving import TextGenerator
+
+        self.user_error = Awq2TrtError
+        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
+        self.generator = TextGenerator.open(
+            str((home / parameters["model_folder"]).resolve()),
+            provider=parameters.get("provider", "cpu"),
+            threads=int(parameters["threads"]) if "threads" in parameters else None,
+            default_max_tokens=int(parameters.get("max_tokens", "64")),
+            max_context=int(parameters["max_context"]) if "max_context" in parameters else None,
+        )
+        self.scheduler = self.generator.batching(int(parameters.get("max_batch", "1")))
+
+    def execute(self, requests: list[Any]) -> list[Any] | None:
+        if self.decoupled:
+            for request in requests:
+                self._stream(request)
+            return None
+        return self._answer(requests)
+
+    def finalize(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+
+    # -- requests ---------------------------------------------------------------------------------------------
+
+    def _parse(self, request: Any) -> Any:
+        inputs = {}
+        for name in INPUTS:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            inputs[name] = None if tensor is None else tensor.as_numpy()
+        parameters = json.loads(request.parameters() or "{}")
+        return self.generator.parse(inputs, parameters)
+
+    def _answer(self, requests: list[Any]) -> list[Any]:
+        """One response per request, in order; with a scheduler, all of this call's requests decode together."""
+        responses: list[Any] = [None] * len(requests)
+        waits = []
+        for index, request in enumerate(requests):
+            try:
+                parsed = self._parse(request)
+            except self.user_error as error:
+                responses[index] = _error(error)
+                continue
+            if self.scheduler is None:
+                try:
+                    outcome = self.generator.run(parsed, lambda piece: None)
+                    responses[index] = pb_utils.InferenceResponse(output_tensors=[_text(outcome.text)])
+                except Exception as error:
+                    responses[index] = _error(error)
+                continue
+            finished = threading.Event()
+
+            def done(outcome: Any, error: BaseException | None, index: int = index, finished: Any = finished) -> None:
+                responses[index] = _error(error) if error else pb_utils.InferenceResponse([_text(outcome.text)])
+                finished.set()
+
+            self.scheduler.submit(parsed, lambda piece: None, done)
+            waits.append(finished)
+        for finished in waits:
+            finished.wait()
+        return responses
+
+    def _stream(self, request: Any) -> None:
+        sender = request.get_response_sender()
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        try:
+            parsed = self._parse(request)
+        except self.user_error as error:
+            sender.send(_error(error), flags=final)
+            return
+
+        def emit(piece: str) -> None:
+            sender.send(pb_utils.InferenceResponse(output_tensors=[_text(piece)]))
+
+        def done(outcome: Any, error: BaseException | None) -> None:
+            # The client may be gone: then there is nobody to tell, and the model must go on serving.
+            with contextlib.suppress(Exception):
+                if error is not None:
+                    sender.send(_error(error), flags=final)
+                else:
+                    sender.send(flags=final)
+
+        def cancelled() -> bool:
+            return _cancelled(request, sender)
+
+        if self.scheduler is not None:
+            self.scheduler.submit(parsed, emit, done, cancelled)  # returns at once: the worker answers
+            return
+        try:
+            outcome = self.generator.run(parsed, emit, cancelled)
+        except Exception as error:
+            done(None, error)
+            return
+        done(outcome, None)
+
+
+def _text(text: str) -> Any:
+    return pb_utils.Tensor(OUTPUT, np.array([text.encode("utf-8")], dtype=np.object_))
+
+
+def _error(error: BaseException) -> Any:
+    message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever raised it
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+
+
+def _cancelled(request: Any, sender: Any) -> bool:
+    """Whether the client cancelled or went away (both ask Triton; older servers lack one or the other)."""
+    for source in (request, sender):
+        check = getattr(source, "is_cancelled", None)
+        if check is not None and check():
+            return True
+    return False
