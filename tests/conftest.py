@@ -135,6 +135,28 @@ def shared_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return export
 
 
+def engine_info_for(
+    sidecar: Any, *, limits: tuple[int, int, int] = (2, 16, 32), engine_bytes: int, plugin_libs: tuple[str, ...] = ()
+) -> Any:
+    """The engine.json `awq2trt build` would write for *sidecar* at (max_batch, max_seq, max_context), for tests
+    that need an engine folder without TensorRT (the engine file beside it is a stand-in nobody loads)."""
+    from awq2trt.tensorrt.engine_info import FORMAT_VERSION, EngineInfo
+    from awq2trt.tensorrt.profiles import optimization_profiles
+
+    return EngineInfo(
+        format_version=FORMAT_VERSION,
+        tensorrt_version="10.13.0.35",
+        engine="model.plan",
+        dtype=sidecar.dtype,
+        max_batch=limits[0],
+        max_seq=limits[1],
+        max_context=limits[2],
+        profiles=optimization_profiles(sidecar, *limits),
+        plugin_libs=plugin_libs,
+        engine_bytes=engine_bytes,
+    )
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a model hub."""

@@ -22,11 +22,10 @@ from awq2trt.cli import main
 from awq2trt.errors import Awq2TrtError
 from awq2trt.runtime import OrtModel
 from awq2trt.sidecar import SIDECAR_FILE, Sidecar
-from awq2trt.tensorrt import FORMAT_VERSION, EngineInfo
-from awq2trt.tensorrt.profiles import optimization_profiles
 from awq2trt.triton import config as configs
 from awq2trt.triton.repository import SERVING_MODULES, write_repository
 from awq2trt.triton.serving import StopText, TextGenerator
+from tests.conftest import engine_info_for
 
 CASE = "llama-gemm-g64"
 PROMPTS = ("Hello there", "The quick brown fox jumps over", "1 2 3")
@@ -125,18 +124,8 @@ def _engine_folder(shared_export: Any, tmp_path: Path, plugin: bool = False) -> 
         shutil.copyfile(source / name, folder / name)
     (folder / "model.plan").write_bytes(b"\0" * 1000)
     sidecar = Sidecar.read(folder)
-    EngineInfo(
-        format_version=FORMAT_VERSION,
-        tensorrt_version="10.13.0.35",
-        engine="model.plan",
-        dtype=sidecar.dtype,
-        max_batch=2,
-        max_seq=16,
-        max_context=32,
-        profiles=optimization_profiles(sidecar, 2, 16, 32),
-        plugin_libs=("/opt/libawq2trt_plugin.so",) if plugin else (),
-        engine_bytes=1000,
-    ).write(folder)
+    libs = ("/opt/libawq2trt_plugin.so",) if plugin else ()
+    engine_info_for(sidecar, engine_bytes=1000, plugin_libs=libs).write(folder)
     return folder
 
 

@@ -26,7 +26,7 @@ from awq2trt.cli import ExitCode, main
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import io_names
 from awq2trt.sidecar import SIDECAR_FILE, KvCacheSpec, Sidecar, TensorSpec
-from awq2trt.tensorrt import ENGINE_INFO_FILE, FORMAT_VERSION, EngineInfo, ShapeRange, check_tensorrt_version
+from awq2trt.tensorrt import ENGINE_INFO_FILE, EngineInfo, ShapeRange, check_tensorrt_version
 from awq2trt.tensorrt.builder import ENGINE_FILE, build_engine, import_tensorrt
 from awq2trt.tensorrt.cancel import cancel_on_signals
 from awq2trt.tensorrt.parser_errors import OnnxParseError, parser_error_line
@@ -34,7 +34,7 @@ from awq2trt.tensorrt.profiles import engine_limits, optimization_profiles
 from awq2trt.tensorrt.progress import ProgressBars, tensorrt_monitor
 from awq2trt.tensorrt.sizes import parse_size
 from awq2trt.tensorrt.trt_logger import ErrorLog, tensorrt_logger
-from tests.conftest import fixture_path
+from tests.conftest import engine_info_for, fixture_path
 
 NEEDS_TENSORRT = "needs TensorRT (pip install tensorrt)"
 
@@ -186,18 +186,10 @@ def test_trt_plugin_target_is_accepted(sidecar: Sidecar) -> None:
 
 
 def _info(sidecar: Sidecar, engine_bytes: int) -> EngineInfo:
-    return EngineInfo(
-        format_version=FORMAT_VERSION,
-        tensorrt_version="10.13.0.35",
-        engine="model.plan",
-        dtype=sidecar.dtype,
-        max_batch=2,
-        max_seq=16,
-        max_context=32,
-        profiles=optimization_profiles(sidecar, 2, 16, 32),
-        plugin_libs=("/opt/plugins/libawq2trt_plugin.so",),
-        engine_bytes=engine_bytes,
+    info: EngineInfo = engine_info_for(
+        sidecar, engine_bytes=engine_bytes, plugin_libs=("/opt/plugins/libawq2trt_plugin.so",)
     )
+    return info
 
 
 @pytest.fixture

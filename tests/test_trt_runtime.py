@@ -28,9 +28,8 @@ from awq2trt.runtime.sampling import SamplingConfig
 from awq2trt.runtime.trt_model import read_engine_folder
 from awq2trt.runtime.trt_step import TrtStepModel
 from awq2trt.sidecar import Sidecar
-from awq2trt.tensorrt.engine_info import FORMAT_VERSION, EngineInfo
-from awq2trt.tensorrt.profiles import optimization_profiles
-from tests.conftest import ROOT
+from awq2trt.tensorrt.engine_info import EngineInfo
+from tests.conftest import ROOT, engine_info_for
 
 MAX_BATCH, MAX_SEQ, MAX_CONTEXT = 4, 24, 48
 
@@ -62,19 +61,9 @@ class ProfileCheckingRunner:
         return {name: torch.from_numpy(value) for name, value in zip(names, out, strict=True)}
 
 
-def _info(sidecar: Sidecar) -> EngineInfo:
-    return EngineInfo(
-        format_version=FORMAT_VERSION,
-        tensorrt_version="10.13.0.35",
-        engine="model.plan",
-        dtype=sidecar.dtype,
-        max_batch=MAX_BATCH,
-        max_seq=MAX_SEQ,
-        max_context=MAX_CONTEXT,
-        profiles=optimization_profiles(sidecar, MAX_BATCH, MAX_SEQ, MAX_CONTEXT),
-        plugin_libs=(),
-        engine_bytes=0,
-    )
+def _info(sidecar: Sidecar, engine_bytes: int = 0) -> EngineInfo:
+    info: EngineInfo = engine_info_for(sidecar, limits=(MAX_BATCH, MAX_SEQ, MAX_CONTEXT), engine_bytes=engine_bytes)
+    return info
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +128,8 @@ def _engine_folder(trt_folder: Path, tmp: Path, **changes: Any) -> Path:
     folder = tmp / "engine"
     shutil.copytree(trt_folder, folder)
     (folder / "model.plan").write_bytes(b"not an engine")
-    sidecar = Sidecar.read(folder)
-    info = _info(sidecar)
-    fields = {**vars(info), "engine_bytes": len(b"not an engine"), **changes}
-    EngineInfo(**fields).write(folder)
+    info = _info(Sidecar.read(folder), engine_bytes=len(b"not an engine"))
+    EngineInfo(**{**vars(info), **changes}).write(folder)
     return folder
 
 
