@@ -1,0 +1,49 @@
+// The library's entry points: RegisterCustomOps (what SessionOptions.register_custom_ops_library calls) and
+// small C hooks the tests read through ctypes (compute count, forced path).
+#include <mutex>
+
+#include "dispatch.h"
+#include "int4_matmul_op.h"
+
+#define AWQ2TRT_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+// The ops and the domain live for the whole process: sessions keep raw pointers to them after
+// RegisterCustomOps returns, and releasing them at unload would race ONNX Runtime's own teardown.
+awq2trt_ort::Int4MatMulOp g_fp32_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+awq2trt_ort::Int4MatMulOp g_fp16_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
+awq2trt_ort::Int4MatMulOp g_bf16_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16);
+OrtCustomOpDomain* g_domain = nullptr;
+std::once_flag g_domain_once;
+
+}  // namespace
+
+AWQ2TRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
+  // The runtime hands us its API table; asking for our headers' version works on any newer runtime.
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (api == nullptr) return nullptr;  // cannot even build a status: the runtime is older than our headers
+  Ort::InitApi(api);
+  try {
+    std::call_once(g_domain_once, [] {
+      Ort::CustomOpDomain domain("awq2trt");
+      domain.Add(&g_fp32_op);
+      domain.Add(&g_fp16_op);
+      domain.Add(&g_bf16_op);
+      g_domain = domain.release();
+    });
+    Ort::UnownedSessionOptions(options).Add(g_domain);
+    return nullptr;
+  } catch (const Ort::Exception& error) {
+    return Ort::Status(error).release();
+  }
+}
+
+AWQ2TRT_EXPORT uint64_t awq2trt_ort_compute_count() { return awq2trt_ort::compute_count(); }
+
+// -1 restores CPUID's choice; returns 0 when the path cannot run on this CPU or build.
+AWQ2TRT_EXPORT int awq2trt_ort_force_path(int path) { return awq2trt_ort::force_path(path) ? 1 : 0; }
+
+AWQ2TRT_EXPORT const char* awq2trt_ort_active_path() {
+  return awq2trt_ort::path_name(awq2trt_ort::active_path());
+}
