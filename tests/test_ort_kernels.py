@@ -1,0 +1,224 @@
+"""plugins/onnxruntime: our Int4MatMul kernel library, built here with CMake and loaded into the pip onnxruntime.
+
+The library is built once per test session into a temporary folder from ONNX Runtime's headers, found at
+``$ONNXRUNTIME_INCLUDE_DIR`` or Debian's ``/usr/include/onnxruntime`` (``libonnxruntime-dev``).  Without headers
+or CMake the tests skip with the reason, and CI (AWQ2TRT_REQUIRE_PEERS=1) turns that skip into a failure, so
+.ci/run provides the headers (scripts/ort-headers).  Every compute path the CPU runs is forced in turn and checked
+against a numpy dequantize-then-matmul; whole exports must give the IR graph's logits with our kernel counted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.conftest import ROOT
+from tests.ort_driver import IrSession
+
+PLUGIN = ROOT / "plugins" / "onnxruntime"
+PATHS = ("scalar", "avx512")  # the library's path numbers, in order (plugins/onnxruntime/src/dispatch.h)
+BUILD_SECONDS = 300
+
+
+def _headers() -> Path | None:
+    for folder in (os.environ.get("ONNXRUNTIME_INCLUDE_DIR"), "/usr/include/onnxruntime"):
+        if folder and (Path(folder) / "onnxruntime_cxx_api.h").is_file():
+            return Path(folder)
+    return None
+
+
+@dataclass
+class Library:
+    path: Path
+    handle: ctypes.CDLL
+
+    def compute_count(self) -> int:
+        return int(self.handle.awq2trt_ort_compute_count())
+
+    def force(self, path: str | None) -> bool:
+        return bool(self.handle.awq2trt_ort_force_path(-1 if path is None else PATHS.index(path)))
+
+    def active_path(self) -> str:
+        return self.handle.awq2trt_ort_active_path().decode()
+
+    def session(self, model: str | bytes, threads: int = 2) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.register_custom_ops_library(str(self.path))
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
+    headers = _headers()
+    if headers is None:
+        pytest.skip(
+            "ONNX Runtime's headers are missing: set ONNXRUNTIME_INCLUDE_DIR to a release's include/ "
+            "(or install Debian 13's libonnxruntime-dev; scripts/ort-headers fetches it on Debian 12)"
+        )
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed (apt-get install cmake)")
+    build = tmp_path_factory.mktemp("ort-kernels")
+    for command in (
+        ["cmake", "-S", str(PLUGIN), "-B", str(build), f"-DONNXRUNTIME_INCLUDE_DIR={headers}"],
+        ["cmake", "--build", str(build), "-j2"],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_SECONDS, check=False)
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    path = build / "libawq2trt_ort.so"
+    handle = ctypes.CDLL(str(path))  # the same dlopen handle ONNX Runtime gets: one set of counters
+    handle.awq2trt_ort_compute_count.restype = ctypes.c_uint64
+    handle.awq2trt_ort_force_path.argtypes = [ctypes.c_int]
+    handle.awq2trt_ort_active_path.restype = ctypes.c_char_p
+    return Library(path, handle)
+
+
+def _cpu_flags() -> set[str]:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+def _runnable_paths(library: Library) -> list[str]:
+    try:
+        paths = [path for path in PATHS if library.force(path)]
+    finally:
+        library.force(None)
+    assert paths[0] == "scalar", "the scalar reference must run everywhere"
+    return paths
+
+
+def test_dispatch_picks_the_best_path_this_cpu_has(library: Library) -> None:
+    """CPUID's choice is the widest path the CPU runs (read independently from /proc/cpuinfo)."""
+    best = "avx512" if {"avx512f", "avx512bw"} <= _cpu_flags() and "avx512" in _runnable_paths(library) else "scalar"
+    assert library.active_path() == best
+
+
+def _int4_node_model(k: int, n: int, group: int, zero_points: bool, bias: bool, dtype: type, rank: int) -> tuple:
+    """One Int4MatMul node over random codes, and the numpy float64 reference weight and bias."""
+    rng = np.random.default_rng(k * 7919 + n * 31 + group)
+    groups = k // group
+    codes = rng.integers(0, 16, size=(n, k), dtype=np.uint8)
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    scales = (rng.random((n, groups)) * 0.05 + 0.001).astype(dtype)
+    zeros = rng.integers(0, 16, size=(n, groups), dtype=np.uint8)
+    bias_values = rng.standard_normal(n).astype(dtype)
+    initializers = [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "scales")]
+    inputs = ["A", "B", "scales", "", ""]
+    if zero_points:
+        initializers.append(numpy_helper.from_array(zeros, "zeros"))
+        inputs[3] = "zeros"
+    if bias:
+        initializers.append(numpy_helper.from_array(bias_values, "bias"))
+        inputs[4] = "bias"
+    while inputs[-1] == "":
+        inputs.pop()
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.FLOAT16
+    lead = ["batch", "seq"] if rank == 3 else ["m"]
+    node = helper.make_node("Int4MatMul", inputs, ["Y"], domain="awq2trt", K=k, N=n, bits=4, block_size=group)
+    graph = helper.make_graph(
+        [node],
+        "one_node",
+        [helper.make_tensor_value_info("A", elem, [*lead, k])],
+        [helper.make_tensor_value_info("Y", elem, [*lead, n])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("awq2trt", 1)])
+    used_zeros = zeros if zero_points else np.full((n, groups), 8)
+    weight = (codes.astype(np.float64) - np.repeat(used_zeros, group, axis=1)) * np.repeat(
+        scales.astype(np.float64), group, axis=1
+    )
+    return model.SerializeToString(), weight, bias_values.astype(np.float64) if bias else 0.0
+
+
+SHAPES = [  # (K, N, G): one group; an odd number of groups (K not a multiple of 2G); odd N across several tasks
+    (64, 1, 64),
+    (96, 37, 32),
+    (192, 65, 64),
+    (384, 33, 128),
+    (640, 48, 128),
+]
+
+
+@pytest.mark.parametrize(("k", "n", "group"), SHAPES)
+@pytest.mark.parametrize(("zero_points", "bias"), [(True, True), (True, False), (False, True), (False, False)])
+def test_node_matches_numpy_fp32(library: Library, k: int, n: int, group: int, zero_points: bool, bias: bool) -> None:
+    """Exact mode: every runnable path within 1e-5 relative of the float64 dequantize-then-matmul."""
+    model, weight, bias_values = _int4_node_model(k, n, group, zero_points, bias, np.float32, rank=2)
+    session = library.session(model)
+    rng = np.random.default_rng(3)
+    try:
+        for path in _runnable_paths(library):
+            assert library.force(path)
+            for m in (1, 7, 64):
+                a = rng.standard_normal((m, k)).astype(np.float32)
+                got = session.run(None, {"A": a})[0]
+                want = a.astype(np.float64) @ weight.T + bias_values
+                assert got.shape == (m, n) and got.dtype == np.float32
+                error = np.linalg.norm(got - want) / np.linalg.norm(want)
+                assert error <= 1e-5, f"{path} path, M={m}: relative error {error:.2e}"
+    finally:
+        library.force(None)
+
+
+@pytest.mark.parametrize("zero_points", [True, False])
+def test_node_matches_numpy_fp16_rank3(library: Library, zero_points: bool) -> None:
+    """fp16 activations, scales and bias on a [batch, seq, K] input: fp32 inside, one fp16 rounding at the end."""
+    k, n, group = 192, 37, 64
+    model, weight, bias_values = _int4_node_model(k, n, group, zero_points, True, np.float16, rank=3)
+    session = library.session(model)
+    a = np.random.default_rng(5).standard_normal((2, 5, k)).astype(np.float16)
+    want = a.astype(np.float64) @ weight.T + bias_values
+    try:
+        for path in _runnable_paths(library):
+            assert library.force(path)
+            got = session.run(None, {"A": a})[0]
+            assert got.shape == (2, 5, n) and got.dtype == np.float16
+            np.testing.assert_allclose(got.astype(np.float64), want, rtol=2e-3, atol=2e-3, err_msg=path)
+    finally:
+        library.force(None)
+
+
+def test_bad_attributes_and_shapes_are_errors_not_crashes(library: Library) -> None:
+    import onnx
+
+    model, _, _ = _int4_node_model(192, 37, 64, True, False, np.float32, rank=2)
+    proto = onnx.load_from_string(model)
+    proto.graph.input[0].type.tensor_type.shape.dim[-1].dim_param = "k"  # so the wrong K reaches our kernel
+    with pytest.raises(Exception, match=r"A has shape \[3, 100\], expected \[\.\.\., K\]"):
+        library.session(proto.SerializeToString()).run(None, {"A": np.zeros((3, 100), np.float32)})
+    next(a for a in proto.graph.node[0].attribute if a.name == "bits").i = 3
+    with pytest.raises(Exception, match="bits=3 is not supported"):
+        library.session(proto.SerializeToString()).run(None, {"A": np.zeros((1, 192), np.float32)})
+
+
+@pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128"])
+def test_ir_export_gives_the_function_bodys_logits_through_our_kernel(
+    library: Library, shared_export: object, case: str
+) -> None:
+    """A registered kernel wins over the node's function body (ONNX Runtime inlines the body only for nodes no
+    kernel claims): the counter moves by one per Int4MatMul per run, and the logits match the body's."""
+    result = shared_export(case, "ir")  # type: ignore[operator]
+    folder = result.output
+    body = IrSession(folder)
+    ours = IrSession(folder)
+    ours.session = library.session(str(folder / "model.onnx"))
+    ids = np.array([[1, 17, 42, 7, 99, 3], [5, 8, 13, 21, 34, 55]], np.int64)
+    before = library.compute_count()
+    new_ours, logits_ours = ours.greedy(ids, steps=3)
+    assert library.compute_count() - before == result.int4_nodes * 4  # prefill + 3 steps
+    new_body, logits_body = body.greedy(ids, steps=3)
+    np.testing.assert_array_equal(new_ours, new_body)
+    for step, (got, want) in enumerate(zip(logits_ours, logits_body, strict=True)):
+        scale = float(np.abs(want).max())
+        assert float(np.abs(got - want).max()) <= 1e-4 * max(scale, 1.0), f"step {step}"
