@@ -50,6 +50,9 @@ class Library:
     def active_path(self) -> str:
         return self.handle.awq2trt_ort_active_path().decode()
 
+    def last_path(self) -> str:
+        return self.handle.awq2trt_ort_last_path().decode()
+
     def session(self, model: str | bytes, threads: int = 2) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.register_custom_ops_library(str(self.path))
@@ -80,6 +83,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
     handle.awq2trt_ort_compute_count.restype = ctypes.c_uint64
     handle.awq2trt_ort_force_path.argtypes = [ctypes.c_int]
     handle.awq2trt_ort_active_path.restype = ctypes.c_char_p
+    handle.awq2trt_ort_last_path.restype = ctypes.c_char_p
     return Library(path, handle)
 
 
@@ -142,6 +146,7 @@ def _int4_node_model(k: int, n: int, group: int, zero_points: bool, bias: bool, 
 
 
 SHAPES = [  # (K, N, G): one group; an odd number of groups (K not a multiple of 2G); odd N across several tasks
+    (48, 5, 16),  # groups shorter than the SIMD paths' 32-code chunk: handed to the scalar path
     (64, 1, 64),
     (96, 37, 32),
     (192, 65, 64),
@@ -165,6 +170,7 @@ def test_node_matches_numpy_fp32(library: Library, k: int, n: int, group: int, z
                 got = session.run(None, {"A": a})[0]
                 want = a.astype(np.float64) @ weight.T + bias_values
                 assert got.shape == (m, n) and got.dtype == np.float32
+                assert library.last_path() == (path if group % 32 == 0 else "scalar")
                 error = np.linalg.norm(got - want) / np.linalg.norm(want)
                 assert error <= 1e-5, f"{path} path, M={m}: relative error {error:.2e}"
     finally:

@@ -7,11 +7,25 @@
 namespace awq2trt_ort {
 namespace {
 
-Path best_supported() { return Path::kScalar; }
+bool supported(Path path) {
+  switch (path) {
+    case Path::kScalar:
+      return true;
+    case Path::kAvx512:
+#if defined(AWQ2TRT_HAVE_AVX512)
+      // GCC's CPUID reader also checks that the OS saves the AVX-512 state (XGETBV), not only the CPU bit.
+      return __builtin_cpu_supports("avx512f");
+#else
+      return false;
+#endif
+  }
+  return false;
+}
 
-bool supported(Path path) { return path == Path::kScalar; }
+Path best_supported() { return supported(Path::kAvx512) ? Path::kAvx512 : Path::kScalar; }
 
 std::atomic<int> g_forced{-1};
+std::atomic<int> g_last{-1};
 
 }  // namespace
 
@@ -31,7 +45,18 @@ bool force_path(int path) {
   return true;
 }
 
-RowsFn rows_function(const Int4Problem& /*p*/) { return int4_rows_scalar; }
+PathPlan plan_for(const Int4Problem& p) {
+#if defined(AWQ2TRT_HAVE_AVX512)
+  if (active_path() == Path::kAvx512 && int4_avx512_handles(p)) return {int4_rows_avx512, Path::kAvx512, true};
+#else
+  (void)p;
+#endif
+  return {int4_rows_scalar, Path::kScalar, false};
+}
+
+void note_last_path(Path path) { g_last.store(static_cast<int>(path), std::memory_order_relaxed); }
+
+Path last_path() { return static_cast<Path>(g_last.load(std::memory_order_relaxed)); }
 
 const char* path_name(Path path) {
   switch (path) {

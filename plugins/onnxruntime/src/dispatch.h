@@ -11,12 +11,22 @@ enum class Path : int { kScalar = 0, kAvx512 = 1 };
 
 using RowsFn = void (*)(const Int4Problem&, int64_t, int64_t);
 
+struct PathPlan {
+  RowsFn rows;
+  Path path;           // the path that runs (the scalar one when a SIMD path hands the shape over)
+  bool wants_split_a;  // the caller fills Int4Problem::a_split first
+};
+
 // The path the next Compute uses: the forced one if set, else the best this CPU supports.
 Path active_path();
 // Force a path (-1: back to CPUID's choice); false if this CPU or build cannot run it.
 bool force_path(int path);
-// The rows function for this problem on the active path (SIMD paths fall back to scalar on shapes they skip).
-RowsFn rows_function(const Int4Problem& p);
+// How to compute this problem on the active path (a SIMD path hands shapes it does not take to the scalar one).
+PathPlan plan_for(const Int4Problem& p);
 const char* path_name(Path path);
+
+// The path the last finished Compute ran (tests check that a forced path was not silently handed over).
+void note_last_path(Path path);
+Path last_path();
 
 }  // namespace awq2trt_ort

@@ -148,8 +148,16 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     p.a = a32.data(), p.scales = s32.data(), p.bias = bias_value ? bias32.data() : nullptr, p.y = y32.data();
   }
 
-  Job job{&p, rows_function(p)};
+  const PathPlan plan = plan_for(p);
+  std::vector<float> a_split;
+  if (plan.wants_split_a) {
+    a_split.resize(static_cast<size_t>(m * k_));
+    split_activations(p.a, m, k_, a_split.data());
+    p.a_split = a_split.data();
+  }
+  Job job{&p, plan.rows};
   ctx.ParallelFor(run_task, static_cast<size_t>((n_ + kRowsPerTask - 1) / kRowsPerTask), 0, &job);
+  note_last_path(plan.path);
 
   if (type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
     auto* y = y_value.GetTensorMutableData<Ort::Float16_t>();

@@ -47,3 +47,9 @@ AWQ2TRT_EXPORT int awq2trt_ort_force_path(int path) { return awq2trt_ort::force_
 AWQ2TRT_EXPORT const char* awq2trt_ort_active_path() {
   return awq2trt_ort::path_name(awq2trt_ort::active_path());
 }
+
+// "none" before the first Compute.
+AWQ2TRT_EXPORT const char* awq2trt_ort_last_path() {
+  const int path = static_cast<int>(awq2trt_ort::last_path());
+  return path < 0 ? "none" : awq2trt_ort::path_name(static_cast<awq2trt_ort::Path>(path));
+}
