@@ -66,6 +66,7 @@ OrtStatusPtr Int4MatMulOp::CreateKernelV2(const OrtApi& /*api*/, const OrtKernel
   try {
     Ort::ConstKernelInfo kernel_info(info);
     node = kernel_info.GetNodeName();
+    if (node.empty()) node = "(unnamed)";
     auto attribute = [&](const char* name) {
       try {
         return kernel_info.GetAttribute<int64_t>(name);

@@ -22,7 +22,13 @@ std::once_flag g_domain_once;
 AWQ2TRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   // The runtime hands us its API table; asking for our headers' version works on any newer runtime.
   const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
-  if (api == nullptr) return nullptr;  // cannot even build a status: the runtime is older than our headers
+  if (api == nullptr) {
+    // A runtime older than our headers: its version-1 table still makes the error, so registering fails loudly
+    // instead of leaving every node to its function body.
+    return api_base->GetApi(1)->CreateStatus(
+        ORT_FAIL, "libawq2trt_ort was built against a newer ONNX Runtime API than this runtime has; rebuild it "
+                  "against this release's include/ (plugins/onnxruntime/README.md)");
+  }
   Ort::InitApi(api);
   try {
     std::call_once(g_domain_once, [] {
