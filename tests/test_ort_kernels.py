@@ -25,7 +25,7 @@ from tests.conftest import ROOT
 from tests.ort_driver import IrSession
 
 PLUGIN = ROOT / "plugins" / "onnxruntime"
-PATHS = ("scalar", "avx512")  # the library's path numbers, in order (plugins/onnxruntime/src/dispatch.h)
+PATHS = ("scalar", "avx512", "avx2")  # the library's path numbers, in order (plugins/onnxruntime/src/dispatch.h)
 BUILD_SECONDS = 300
 
 
@@ -104,7 +104,10 @@ def _runnable_paths(library: Library) -> list[str]:
 
 def test_dispatch_picks_the_best_path_this_cpu_has(library: Library) -> None:
     """CPUID's choice is the widest path the CPU runs (read independently from /proc/cpuinfo)."""
-    best = "avx512" if {"avx512f", "avx512bw"} <= _cpu_flags() and "avx512" in _runnable_paths(library) else "scalar"
+    flags, runnable = _cpu_flags(), _runnable_paths(library)
+    assert ("avx512" in runnable) == ("avx512f" in flags)
+    assert ("avx2" in runnable) == ({"avx2", "fma"} <= flags)
+    best = "avx512" if "avx512" in runnable else "avx2" if "avx2" in runnable else "scalar"
     assert library.active_path() == best
 
 

@@ -3,6 +3,7 @@
 #include "dispatch.h"
 
 #include <atomic>
+#include <initializer_list>
 
 namespace awq2trt_ort {
 namespace {
@@ -12,9 +13,15 @@ bool supported(Path path) {
     case Path::kScalar:
       return true;
     case Path::kAvx512:
-#if defined(AWQ2TRT_HAVE_AVX512)
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
       // GCC's CPUID reader also checks that the OS saves the AVX-512 state (XGETBV), not only the CPU bit.
       return __builtin_cpu_supports("avx512f");
+#else
+      return false;
+#endif
+    case Path::kAvx2:
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
       return false;
 #endif
@@ -22,7 +29,13 @@ bool supported(Path path) {
   return false;
 }
 
-Path best_supported() { return supported(Path::kAvx512) ? Path::kAvx512 : Path::kScalar; }
+// Widest first.
+Path best_supported() {
+  for (Path path : {Path::kAvx512, Path::kAvx2}) {
+    if (supported(path)) return path;
+  }
+  return Path::kScalar;
+}
 
 std::atomic<int> g_forced{-1};
 std::atomic<int> g_last{-1};
@@ -40,14 +53,16 @@ bool force_path(int path) {
     g_forced.store(-1, std::memory_order_relaxed);
     return true;
   }
-  if (path > static_cast<int>(Path::kAvx512) || !supported(static_cast<Path>(path))) return false;
+  if (path > static_cast<int>(Path::kAvx2) || !supported(static_cast<Path>(path))) return false;
   g_forced.store(path, std::memory_order_relaxed);
   return true;
 }
 
 PathPlan plan_for(const Int4Problem& p) {
-#if defined(AWQ2TRT_HAVE_AVX512)
-  if (active_path() == Path::kAvx512 && int4_avx512_handles(p)) return {int4_rows_avx512, Path::kAvx512, true};
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
+  const Path path = active_path();
+  if (path == Path::kAvx512 && int4_avx512_handles(p)) return {int4_rows_avx512, Path::kAvx512, true};
+  if (path == Path::kAvx2 && int4_avx2_handles(p)) return {int4_rows_avx2, Path::kAvx2, true};
 #else
   (void)p;
 #endif
@@ -64,6 +79,8 @@ const char* path_name(Path path) {
       return "scalar";
     case Path::kAvx512:
       return "avx512";
+    case Path::kAvx2:
+      return "avx2";
   }
   return "unknown";
 }

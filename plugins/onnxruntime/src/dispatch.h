@@ -7,7 +7,7 @@
 
 namespace awq2trt_ort {
 
-enum class Path : int { kScalar = 0, kAvx512 = 1 };
+enum class Path : int { kScalar = 0, kAvx512 = 1, kAvx2 = 2 };
 
 using RowsFn = void (*)(const Int4Problem&, int64_t, int64_t);
 

@@ -29,6 +29,10 @@ void int4_rows_scalar(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 bool int4_avx512_handles(const Int4Problem& p);
 void int4_rows_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 
+// The AVX2 + FMA path (int4_avx2.cc): the same shapes as the AVX-512 one.
+bool int4_avx2_handles(const Int4Problem& p);
+void int4_rows_avx2(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+
 // a_split for a [M, K] activation, K a multiple of 32.
 void split_activations(const float* a, int64_t m, int64_t k, float* out);
 
