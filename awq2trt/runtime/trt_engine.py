@@ -11,6 +11,7 @@ the input shapes do not determine (the logits, were ``num_logits_to_keep`` not a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,10 +56,7 @@ class _LateOutput:
 
     def tensor(self, dtype: torch.dtype) -> torch.Tensor:
         assert self.buffer is not None and self.shape is not None, "TensorRT reported no output"
-        count = 1
-        for d in self.shape:
-            count *= d
-        return self.buffer.view(dtype)[:count].view(self.shape)
+        return self.buffer.view(dtype)[: math.prod(self.shape)].view(self.shape)
 
 
 def _output_allocator(late: _LateOutput) -> tensorrt.IOutputAllocator:

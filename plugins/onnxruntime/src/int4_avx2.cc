@@ -8,9 +8,8 @@
 // This file alone is compiled with -mavx2 -mfma; dispatch.cc calls it only when CPUID reports both.
 #include <immintrin.h>
 
-#include <vector>
-
 #include "int4_problem.h"
+#include "table_rows.h"
 
 namespace awq2trt_ort {
 namespace {
@@ -70,27 +69,21 @@ void dot_rows(const Int4Problem& p, const uint8_t* row, const float* tables, int
   }
 }
 
+// The path as table_rows drives it.
+struct Path {
+  static void build_tables(const Int4Problem& p, int64_t n, float* tables) { awq2trt_ort::build_tables(p, n, tables); }
+  template <int MT>
+  static void dot_rows(const Int4Problem& p, const uint8_t* row, const float* tables, int64_t m0, float* out) {
+    awq2trt_ort::dot_rows<MT>(p, row, tables, m0, out);
+  }
+};
+
 }  // namespace
 
 bool int4_avx2_handles(const Int4Problem& p) { return p.group % kChunk == 0; }
 
 void int4_rows_avx2(const Int4Problem& p, int64_t n_begin, int64_t n_end) {
-  std::vector<float> tables(static_cast<size_t>(p.groups * 16));
-  float out[4];
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    build_tables(p, n, tables.data());
-    const uint8_t* row = p.codes + n * p.row_bytes;
-    const float bias = p.bias != nullptr ? p.bias[n] : 0.0f;
-    int64_t m = 0;
-    for (; m + 4 <= p.m; m += 4) {
-      dot_rows<4>(p, row, tables.data(), m, out);
-      for (int r = 0; r < 4; ++r) p.y[(m + r) * p.n + n] = out[r] + bias;
-    }
-    for (; m < p.m; ++m) {
-      dot_rows<1>(p, row, tables.data(), m, out);
-      p.y[m * p.n + n] = out[0] + bias;
-    }
-  }
+  table_rows<Path>(p, n_begin, n_end);
 }
 
 }  // namespace awq2trt_ort
