@@ -84,12 +84,16 @@ def test_generate_repository(ort_folder: Path, tmp_path: Path, capsys: pytest.Ca
         assert [(t.name, pb2.DataType.Name(t.data_type)) for t in config.output] == [("text_output", "TYPE_STRING")]
         group = config.instance_group[0]
         assert (pb2.ModelInstanceGroup.Kind.Name(group.kind), group.count) == ("KIND_CPU", 2)
-        params = {k: v.string_value for k, v in config.parameters.items()}
-        home = repo / config.name
-        # Both models find the one copy of the weights and code through their own folder.
-        assert (home / params["model_folder"] / "model.onnx").is_file()
-        assert (home / params["code_folder"] / "awq2trt" / "triton" / "serving.py").is_file()
-        assert (home / "1" / "model.py").is_file()
+        assert (repo / config.name / "1" / "model.py").is_file()
+    # The streaming model finds the one copy of the weights and code through its own folder ...
+    params = {k: v.string_value for k, v in stream.parameters.items()}
+    assert (repo / "tiny" / params["model_folder"] / "model.onnx").is_file()
+    assert (repo / "tiny" / params["code_folder"] / "awq2trt" / "triton" / "serving.py").is_file()
+    # ... and the plain-infer model holds no weights: it forwards to the streaming one.
+    assert {k: v.string_value for k, v in infer.parameters.items()} == {"forward_to": "tiny"}
+    files = sorted(str(p.relative_to(repo)) for p in (repo / "tiny_infer").rglob("*") if p.is_file())
+    assert files == ["tiny_infer/1/model.py", "tiny_infer/config.pbtxt"]
+    assert "forward_to" in (repo / "tiny_infer" / "1" / "model.py").read_text()
     assert Sidecar.read(repo / "tiny" / "1" / "model") == Sidecar.read(ort_folder)
 
 

@@ -133,6 +133,27 @@ def test_http_and_grpc_infer(server: LocalServer, model: OrtModel) -> None:
     assert http.is_model_ready(NAME) and http.is_model_ready(f"{NAME}_infer")
 
 
+def test_plain_infer_is_forwarded_eight_at_once(server: LocalServer, model: OrtModel) -> None:
+    """NAME_infer holds no weights: eight plain requests at once, their options given as request parameters (a
+    float among them), go to the streaming model and come back as the runtime's answers."""
+    expected = [_expected(model, p, n) for p, n in zip(PROMPTS, LENGTHS, strict=True)]
+    answers: list[Any] = [None] * len(PROMPTS)
+
+    def client(index: int) -> None:
+        http = httpclient.InferenceServerClient(server.http_url, connection_timeout=60, network_timeout=120)
+        tensor = httpclient.InferInput("text_input", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([PROMPTS[index].encode()], dtype=object))
+        parameters = {"max_tokens": LENGTHS[index], "temperature": 0.0}
+        answers[index] = http.infer(f"{NAME}_infer", [tensor], parameters=parameters).as_numpy("text_output")[0]
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(PROMPTS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [a.decode() if a is not None else None for a in answers] == expected
+
+
 def test_generate_extension(server: LocalServer, model: OrtModel) -> None:
     prompt, tokens = PROMPTS[0], 16
     expected = _expected(model, prompt, tokens)

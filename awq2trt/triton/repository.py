@@ -8,8 +8,9 @@ Layouts (``NAME`` defaults to the source folder's name):
 * ``generate``: ``NAME/`` (decoupled: streams text) and ``NAME_infer/`` (one response per request, for plain
   infer and ``/generate``), both Python-backend models.  ``NAME/1/`` holds the exported folder (``model/``) and
   the few awq2trt modules serving needs (``awq2trt/``: the runtime, the sidecar reader, ``triton.serving``),
-  so the repository runs where only onnxruntime, numpy and tokenizers are installed; ``NAME_infer`` points at
-  the same files through its config's parameters.
+  so the repository runs where only onnxruntime, numpy and tokenizers are installed.  ``NAME_infer`` holds no
+  weights: it forwards each request to ``NAME`` (Triton's BLS) and joins the streamed text, so the weights
+  are loaded once and plain requests share the streaming model's batched decode steps.
 * ``onnxruntime``: ``NAME/1/model.onnx`` with its data, sidecar and tokenizer, for Triton's onnxruntime backend.
 * ``tensorrt``: ``NAME/1/<engine>`` with engine.json, sidecar and tokenizer, for Triton's tensorrt backend.
 
@@ -42,6 +43,7 @@ DEFAULT_MAX_TOKENS = 64
 DEFAULT_MAX_CONTEXT = 2048
 LINK_BYTES = 1 << 20  # files this large (the weights, an engine) are hard-linked where they can be
 PYTHON_MODEL = Path(__file__).with_name("python_model") / "model.py"
+FORWARDER_MODEL = Path(__file__).with_name("python_model") / "forwarder.py"
 # What the Python-backend model imports from awq2trt (checked by tests/test_triton.py against what it loads).
 SERVING_MODULES = (
     "__init__.py",
@@ -197,22 +199,25 @@ def _generate(
     package = Path(awq2trt.__file__).resolve().parent
     for module in SERVING_MODULES:
         plan.files[f"{version}/awq2trt/{module}"] = package / module
-    for model, decoupled, home in ((name, True, "."), (infer, False, f"../{name}")):
-        parameters = {
-            # Relative to the model's own folder (NAME/ or NAME_infer/), so the repository can move as a whole.
-            "code_folder": f"{home}/{VERSION}",
-            "model_folder": f"{home}/{VERSION}/{MODEL_SUBFOLDER}",
-            "provider": "cuda" if device == "gpu" else "cpu",
-            "max_batch": str(max_batch),
-            "max_tokens": str(max_tokens),
-            "max_context": str(max_context),
-            **({"threads": str(threads)} if threads else {}),
-        }
-        config = configs.generate_config(
-            model, decoupled=decoupled, device=device, instances=instances, parameters=parameters
-        )
-        plan.configs[f"{model}/{CONFIG_FILE}"] = configs.to_text(config)
-        plan.files[f"{model}/{VERSION}/model.py"] = PYTHON_MODEL
+    parameters = {
+        # Relative to the model's own folder, so the repository can move as a whole.
+        "code_folder": VERSION,
+        "model_folder": f"{VERSION}/{MODEL_SUBFOLDER}",
+        "provider": "cuda" if device == "gpu" else "cpu",
+        "max_batch": str(max_batch),
+        "max_tokens": str(max_tokens),
+        "max_context": str(max_context),
+        **({"threads": str(threads)} if threads else {}),
+    }
+    stream = configs.generate_config(name, decoupled=True, device=device, instances=instances, parameters=parameters)
+    # The forwarder only waits on the streaming model: one instance per batch slot lets that many plain
+    # requests be in flight at once (a Python-backend instance runs one execute call at a time).
+    forwarder = configs.generate_config(
+        infer, decoupled=False, device="cpu", instances=max(instances, max_batch), parameters={"forward_to": name}
+    )
+    for config, code in ((stream, PYTHON_MODEL), (forwarder, FORWARDER_MODEL)):
+        plan.configs[f"{config.name}/{CONFIG_FILE}"] = configs.to_text(config)
+        plan.files[f"{config.name}/{VERSION}/model.py"] = code
     if max_batch > 1 and (not sidecar.kv_cache.shared_buffer or device != "cpu"):
         plan.warnings = (
             "requests will run one at a time: batching them needs a GroupQueryAttention graph"

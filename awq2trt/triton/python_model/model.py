@@ -1,15 +1,15 @@
-"""The Triton Python-backend model ``awq2trt triton`` writes: text in, text out, over an exported folder.
+"""The Triton Python-backend model ``awq2trt triton`` writes: text in, streamed text out, over an exported folder.
 
 Triton loads this file as ``NAME/1/model.py``.  Its config's parameters say where the exported folder
 (``model_folder``) and the copied awq2trt modules (``code_folder``) are, relative to the model's folder, how
-many requests to decode together (``max_batch``) and how long one may be (``max_context``).  The decoupled
-model (``NAME``) sends one response per piece of text and then an empty final one; the other (``NAME_infer``)
-sends the whole text once.  A bad request gets an error response with awq2trt's one-line message, and the
-model keeps serving.
+many requests to decode together (``max_batch``) and how long one may be (``max_context``).  The model is
+decoupled: it sends one response per piece of text and then an empty final one.  Plain infer goes through
+``NAME_infer`` (``forwarder.py``), which forwards here, so the weights are loaded once.  A bad request gets an
+error response with awq2trt's one-line message, and the model keeps serving.
 
 With ``max_batch`` > 1 (and a graph that allows it, see ``awq2trt.triton.slots``) requests go to one
-``BatchScheduler``: ``execute`` of the decoupled model only queues them and returns, so Triton hands it the
-next requests while earlier ones are still decoding, and every decode step serves all of them.
+``BatchScheduler``: ``execute`` only queues them and returns, so Triton hands it the next requests while
+earlier ones are still decoding, and every decode step serves all of them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,16 @@ import triton_python_backend_utils as pb_utils
 
 OUTPUT = "text_output"
 INPUTS = ("text_input", "max_tokens", "temperature", "top_k", "top_p", "seed", "stop")
+FORWARDED_PARAMETERS = "awq2trt_forwarded_parameters"  # a plain request's parameters, from forwarder.py
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
-        home = Path(args["model_repository"])  # this model's folder: NAME/ or NAME_infer/
+        if not pb_utils.using_decoupled_model_transaction_policy(config):
+            raise pb_utils.TritonModelException("this model streams: its config must say decoupled: true")
+        home = Path(args["model_repository"])  # this model's folder
         code = str((home / parameters["code_folder"]).resolve())
         if code not in sys.path:
             sys.path.insert(0, code)  # the awq2trt modules copied beside the weights, whatever else is installed
@@ -40,7 +42,6 @@ class TritonPythonModel:
         from awq2trt.triton.serving import TextGenerator
 
         self.user_error = Awq2TrtError
-        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
         self.generator = TextGenerator.open(
             str((home / parameters["model_folder"]).resolve()),
             provider=parameters.get("provider", "cpu"),
@@ -50,12 +51,9 @@ class TritonPythonModel:
         )
         self.scheduler = self.generator.batching(int(parameters.get("max_batch", "1")))
 
-    def execute(self, requests: list[Any]) -> list[Any] | None:
-        if self.decoupled:
-            for request in requests:
-                self._stream(request)
-            return None
-        return self._answer(requests)
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            self._stream(request)
 
     def finalize(self) -> None:
         if self.scheduler is not None:
@@ -69,36 +67,9 @@ class TritonPythonModel:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             inputs[name] = None if tensor is None else tensor.as_numpy()
         parameters = json.loads(request.parameters() or "{}")
+        if set(parameters) == {FORWARDED_PARAMETERS}:
+            parameters = json.loads(parameters[FORWARDED_PARAMETERS])
         return self.generator.parse(inputs, parameters)
-
-    def _answer(self, requests: list[Any]) -> list[Any]:
-        """One response per request, in order; with a scheduler, all of this call's requests decode together."""
-        responses: list[Any] = [None] * len(requests)
-        waits = []
-        for index, request in enumerate(requests):
-            try:
-                parsed = self._parse(request)
-            except self.user_error as error:
-                responses[index] = _error(error)
-                continue
-            if self.scheduler is None:
-                try:
-                    outcome = self.generator.run(parsed, lambda piece: None)
-                    responses[index] = pb_utils.InferenceResponse(output_tensors=[_text(outcome.text)])
-                except Exception as error:
-                    responses[index] = _error(error)
-                continue
-            finished = threading.Event()
-
-            def done(outcome: Any, error: BaseException | None, index: int = index, finished: Any = finished) -> None:
-                responses[index] = _error(error) if error else pb_utils.InferenceResponse([_text(outcome.text)])
-                finished.set()
-
-            self.scheduler.submit(parsed, lambda piece: None, done)
-            waits.append(finished)
-        for finished in waits:
-            finished.wait()
-        return responses
 
     def _stream(self, request: Any) -> None:
         sender = request.get_response_sender()
