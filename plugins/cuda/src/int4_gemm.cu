@@ -21,8 +21,9 @@ int chunks_per_split(int64_t k, int splits) {
 }
 
 bool shape_ok(int64_t m, int64_t n, int64_t k, int64_t g) {
+  // Grid limits: M tiles of 64 rows go in gridDim.z (at most 65535); N and K index in int32 in the kernel.
   return m >= 1 && n >= 1 && k >= 64 && k % 64 == 0 && g >= 32 && g % 32 == 0 && k % g == 0 &&
-         m < (1ll << 31) / 2 && n < (1ll << 30) && k < (1ll << 30) && m * n < (1ll << 40);
+         m <= 64ll * 65535 && n < (1ll << 30) && k < (1ll << 30) && m * n < (1ll << 40);
 }
 
 template <typename T, int MT>
