@@ -158,7 +158,8 @@ def test_single_node_lowering(zero_points: bool, bias: bool) -> None:
     assert types[node.input[2]].data_type == TensorProto.FLOAT16
     assert list(types[node.input[2]].dims) == [k // g, padded_rows(n)]
     if zero_points:
-        assert types[node.input[3]].data_type == TensorProto.INT8
+        assert types[node.input[3]].data_type == TensorProto.INT32
+        assert list(types[node.input[3]].dims) == [k // g, padded_rows(n) // 4]
     y = next(v for v in inferred.graph.output if v.name == "y")
     assert y.type.tensor_type.elem_type == TensorProto.FLOAT16
     # The plugin layout the node carries, decoded by from_cuda, then dequantized with numpy alone.
@@ -192,7 +193,7 @@ def test_refuses_fp32_activations(tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128", SYMMETRIC_CASE])
 def test_export_carries_the_ir_weights(case: str, shared_export: Export) -> None:
     """A whole export: every Int4MatMul of the IR graph is one AwqGemm node carrying the same weight."""
-    ir_out, plugin_out = shared_export(case, "ir", "fp16"), shared_export(case, "trt-plugin")
+    ir_out, plugin_out = shared_export(case, "ir"), shared_export(case, "trt-plugin")  # fp32 IR: fp16 scales exactly
     assert plugin_out.int4_nodes == ir_out.int4_nodes > 0
     ir_model = onnx.load(str(ir_out.output / "model.onnx"))
     plugin_model = onnx.load(str(plugin_out.output / "model.onnx"))

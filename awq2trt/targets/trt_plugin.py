@@ -8,8 +8,9 @@ become int32 fields), and the node's inputs, initializers included, as the plugi
 function of the same name would be inlined instead, so the graph carries none.  The node's domain is ours
 (``awq2trt``, with a registered schema so the ONNX checker and strict shape inference type the graph).
 
-Node inputs: A, codes int32 [N_pad * K / 8], scales [K/G, N_pad] (A's dtype), zeros int8 [K/G, N_pad] (codes
-0..15; present when the Linear has zero points: they stay native, no correction term), bias [N] (when present),
+Node inputs: A, codes int32 [N_pad * K / 8], scales [K/G, N_pad] (A's dtype), zeros int32 [K/G, N_pad / 4]
+(the uint8 zero-point codes, four per int32: TensorRT has no uint8 constants and treats int8 as a quantized
+type; present when the Linear has zero points, which stay native: no correction term), bias [N] (when present),
 in the layout of `awq2trt.cuda_layout`.  Attributes: K, N, group_size, has_zero_points, has_bias, dtype (0 =
 fp16, 1 = bf16), plugin_version "1", plugin_namespace "awq2trt".  TensorRT cannot run here, so the tests check
 the node's weights against a numpy dequantization of the IR's (GPU-unverified: the engine itself).
@@ -56,13 +57,14 @@ def ir_quant_weight(packed: np.ndarray, scales: np.ndarray, zeros: np.ndarray | 
 
 
 def plugin_weight(node_inputs: dict[str, np.ndarray], n: int, k: int, g: int) -> CudaWeight:
-    """The plugin node's constant inputs back as a CudaWeight (tests, tools): codes, scales, zeros (int8)."""
+    """The plugin node's constant inputs back as a CudaWeight (tests, tools): codes, scales, zeros (packed)."""
     from awq2trt.cuda_layout import CudaWeight, padded_rows
 
     zeros = node_inputs.get("zeros")
     if zeros is None:
         zeros = np.full((k // g, padded_rows(n)), SYMMETRIC_ZERO, np.uint8)
-    return CudaWeight(node_inputs["codes"], node_inputs["scales"], zeros.view(np.uint8), n, k, g)
+    zeros = np.ascontiguousarray(zeros).view(np.uint8).reshape(k // g, padded_rows(n))
+    return CudaWeight(node_inputs["codes"], node_inputs["scales"], zeros, n, k, g)
 
 
 def register_schema() -> None:
@@ -90,7 +92,7 @@ def register_schema() -> None:
         outputs=[formal("Y", "T")],
         type_constraints=[
             ("T", ["tensor(float16)", "tensor(bfloat16)"], "activations, scales, bias"),
-            ("V", ["tensor(int8)", "tensor(float16)", "tensor(bfloat16)"], "zeros (int8) or, without them, bias"),
+            ("V", ["tensor(int32)", "tensor(float16)", "tensor(bfloat16)"], "zeros (int32) or, without them, bias"),
         ],
         attributes=[
             *(schema.Attribute(name, schema.AttrType.INT, name) for name in ints),
@@ -170,8 +172,8 @@ def lower_to_plugin(model: Any) -> int:
         if zeros is not None:
             inputs.append(
                 lazy_initializer(
-                    graph, f"{module}.awq_zeros", ir.DataType.INT8, (groups, n_pad),
-                    lambda f=layout: f().zeros.view(np.int8),
+                    graph, f"{module}.awq_zeros", ir.DataType.INT32, (groups, n_pad // 4),
+                    lambda f=layout: f().zeros.view(np.int32),
                 )
             )  # fmt: skip
         if bias is not None:

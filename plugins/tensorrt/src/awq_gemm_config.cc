@@ -95,7 +95,7 @@ bool supports_format(AwqGemmConfig const& config, int32_t pos, nvinfer1::PluginT
   nvinfer1::PluginTensorDesc const& d = in_out[pos];
   if (d.format != nvinfer1::TensorFormat::kLINEAR) return false;
   if (pos == 1) return d.type == nvinfer1::DataType::kINT32;
-  if (pos == config.zeros_index()) return d.type == nvinfer1::DataType::kINT8;
+  if (pos == config.zeros_index()) return d.type == nvinfer1::DataType::kINT32;
   return d.type == config.activation_type();  // A, scales, bias, Y
 }
 
@@ -117,7 +117,9 @@ std::string check_input_dims(AwqGemmConfig const& c, nvinfer1::Dims const* dims,
   int64_t const groups = c.k / c.group_size;
   if (!is(dims[1], {static_cast<int64_t>(c.n_pad()) * c.k / 8})) return "codes must be int32 [N_pad * K / 8]";
   if (!is(dims[2], {groups, c.n_pad()})) return "scales must be [K / G, N_pad]";
-  if (c.has_zero_points && !is(dims[c.zeros_index()], {groups, c.n_pad()})) return "zeros must be [K / G, N_pad]";
+  if (c.has_zero_points && !is(dims[c.zeros_index()], {groups, c.n_pad() / 4})) {
+    return "zeros must be int32 [K / G, N_pad / 4] (uint8 codes, four per int32)";
+  }
   if (c.has_bias && !is(dims[c.bias_index()], {c.n})) return "bias must be [N]";
   return {};
 }

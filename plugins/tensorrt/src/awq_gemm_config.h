@@ -71,8 +71,9 @@ class FieldStore {
 // The creator's field list (names and types, no data).
 nvinfer1::PluginFieldCollection const* field_names();
 
-// supportsFormatCombination: every tensor linear; A, scales, bias and Y in the config's 16-bit type; codes kINT32;
-// zeros kINT8 (0..15: the parser has no uint8 plugin inputs, the bytes are the same).
+// supportsFormatCombination: every tensor linear; A, scales, bias and Y in the config's 16-bit type; codes and
+// zeros kINT32.  The zeros are uint8 codes packed four to an int32 ([K/G, N_pad / 4], the same bytes): TensorRT
+// has no uint8 constants, and an int8 tensor is a quantized type to it (scales, calibration), int32 is plain data.
 bool supports_format(AwqGemmConfig const& config, int32_t pos, nvinfer1::PluginTensorDesc const* in_out,
                      int32_t nb_inputs, int32_t nb_outputs);
 

@@ -5,7 +5,8 @@
 // data, while initializers go to external data like every other weight of the export; TensorRT then owns the
 // device copies (one per engine, refittable, counted in its memory reports), and the plugin object stays a few
 // integers that serialize in any engine.  Inputs: A [..., K] (fp16/bf16), codes int32 [N_pad * K / 8], scales
-// [K / G, N_pad] (A's type), zeros int8 [K / G, N_pad] (when has_zero_points), bias [N] (when has_bias); output
+// [K / G, N_pad] (A's type), zeros [K / G, N_pad / 4] int32 holding the
+// uint8 zero-point codes (when has_zero_points), bias [N] (when has_bias); output
 // Y [..., N] in A's type.  The layout is awq2trt/cuda_layout.py's.
 #pragma once
 

@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
   // Formats: A, scales, bias, Y fp16 (dtype 0); codes int32; zeros int8; linear only.
   std::vector<nvinfer1::DynamicPluginTensorDesc> io = {
       desc(DataType::kHALF, {-1, 576}), desc(DataType::kINT32, {584 * 576 / 8}), desc(DataType::kHALF, {9, 584}),
-      desc(DataType::kINT8, {9, 584}), desc(DataType::kHALF, {577}), desc(DataType::kHALF, {-1, 577})};
+      desc(DataType::kINT32, {9, 146}), desc(DataType::kHALF, {577}), desc(DataType::kHALF, {-1, 577})};
   for (int32_t pos = 0; pos < 6; ++pos) check(build->supportsFormatCombination(pos, io.data(), 5, 1), "fp16 combination");
   auto refused = [&](int32_t pos, DataType type, TensorFormat format) {
     auto changed = io;
@@ -160,10 +160,15 @@ int main(int argc, char** argv) {
   check(refused(0, DataType::kHALF, TensorFormat::kCHW2), "refuses a non-linear format");
   check(refused(1, DataType::kINT8, TensorFormat::kLINEAR), "refuses int8 codes");
   check(refused(3, DataType::kHALF, TensorFormat::kLINEAR), "refuses fp16 zeros");
+  check(refused(3, DataType::kINT8, TensorFormat::kLINEAR), "refuses int8 zeros (a quantized type to TensorRT)");
+  auto bad_zeros = io;
+  bad_zeros[3] = desc(DataType::kINT32, {9, 584});  // one code per int32: not the packed form
+  std::vector<nvinfer1::DynamicPluginTensorDesc> y_only = {io[5]};
+  check(build->configurePlugin(bad_zeros.data(), 5, y_only.data(), 1) != 0, "configure refuses unpacked zeros");
   check(refused(5, DataType::kFLOAT, TensorFormat::kLINEAR), "refuses an fp32 output");
   check(!build->supportsFormatCombination(0, io.data(), 4, 1), "refuses a wrong input count");
 
-  DataType in_types[5] = {DataType::kHALF, DataType::kINT32, DataType::kHALF, DataType::kINT8, DataType::kHALF};
+  DataType in_types[5] = {DataType::kHALF, DataType::kINT32, DataType::kHALF, DataType::kINT32, DataType::kHALF};
   DataType out_type = DataType::kFLOAT;
   check(build->getOutputDataTypes(&out_type, 1, in_types, 5) == 0 && out_type == DataType::kHALF, "Y has A's type");
   check(build->getNbOutputs() == 1, "one output");
