@@ -165,6 +165,24 @@ def test_host_dequantize_refuses_bad_shapes(cuda_build: tuple[Path, str]) -> Non
         kernels.host_dequantize(weight, cuda_kernels.FP16)
 
 
+def test_launcher_refuses_bad_arguments_before_any_launch(cuda_build: tuple[Path, str]) -> None:
+    """Shape, alignment and workspace checks come before any CUDA call, so they run without a GPU (the pointers
+    are never dereferenced)."""
+    kernels = cuda_kernels.Kernels(cuda_build[0])
+
+    def args(m: int = 1, n: int = 4096, k: int = 4096, g: int = 128, a: int = 0x1000) -> cuda_kernels.GemmArgs:
+        return cuda_kernels.GemmArgs(m, n, k, g, cuda_kernels.FP16, a, 0x2000, 0x3000, 0, 0, 0x4000)
+
+    for bad in (args(k=96), args(g=16), args(m=0), args(n=0), args(k=4096, g=96)):
+        with pytest.raises(Awq2TrtError, match="bad shape"):
+            kernels.gemm(bad, 0, 0, 132, 0)
+    with pytest.raises(Awq2TrtError, match="bad alignment"):
+        kernels.gemm(args(a=0x1002), 0, 0, 132, 0)
+    need = kernels.workspace_size(1, 4096, 4096, 132)
+    with pytest.raises(Awq2TrtError, match="workspace too small"):
+        kernels.gemm(args(), 0x5000, need - 1, 132, 0)
+
+
 # ---- on a GPU -------------------------------------------------------------------------------------------------
 
 
