@@ -29,6 +29,7 @@ from awq2trt.ir import int4_op
 from awq2trt.ir.graph import lazy_initializer, take_over
 from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
 from awq2trt.targets.base import ExportOptions, Target
+from awq2trt.targets.trt import MIN_OPSET
 
 if TYPE_CHECKING:
     from awq2trt.cuda_layout import CudaWeight
@@ -205,8 +206,6 @@ def lower_to_plugin(model: Any) -> int:
         count += 1
     int4_op.drop_functions(model)  # no function of our domain may remain: the parser would inline it
     model.opset_imports[PLUGIN_DOMAIN] = 1
-    from awq2trt.targets.trt import MIN_OPSET
-
     if model.opset_imports.get("", 0) < MIN_OPSET:
         model.opset_imports[""] = MIN_OPSET
     return count
