@@ -216,3 +216,33 @@ def test_export_carries_the_ir_weights(case: str, shared_export: Export) -> None
         np.testing.assert_array_equal(weight.scales, ir_values[ir_node.input[2]])
         zeros = ir_values[ir_node.input[3]] if has_zp else np.full(weight.zeros.shape, 8)
         np.testing.assert_array_equal(weight.zeros, zeros)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("zero_points", "bias"), [(True, True), (False, False)])
+def test_plugin_node_weights_through_the_kernels(
+    zero_points: bool, bias: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """What TensorRT would hand the plugin (the lowered node's initializers), run by the CUDA kernels, against
+    numpy's dequantize-then-matmul (GPU-unverified until a GPU runs it)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU (torch.cuda.is_available() is False)")
+    from awq2trt import cuda_kernels
+    from tests.test_cuda_kernels import run_gemm
+
+    library, _ = cuda_kernels.build_library(tmp_path_factory.mktemp("cuda-for-plugin"))
+    kernels = cuda_kernels.Kernels(library)
+    proto, codes, scales, zeros, bias_values = _one_node_model(zero_points, bias)
+    lowered = _lower(proto)
+    (node,) = lowered.graph.node
+    k, n, g = 256, 45, 64
+    weight = trt_plugin.plugin_weight(_node_weights(lowered, node), n, k, g)
+    a = torch.randn((6, k), device="cuda").half()
+    bias_t = torch.from_numpy(bias_values).cuda() if bias else None
+    got = run_gemm(torch, kernels, a, weight, bias_t, symmetric=not zero_points).double().cpu().numpy()
+    dense = (codes.astype(np.float64) - np.repeat(zeros, g, 1)) * np.repeat(scales.astype(np.float64), g, 1)
+    want = a.double().cpu().numpy() @ dense.astype(np.float16).astype(np.float64).T
+    if bias:
+        want += bias_values.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2**-10 * np.abs(want).max())
