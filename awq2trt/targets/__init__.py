@@ -7,7 +7,9 @@ from awq2trt.targets.ir import IrTarget
 from awq2trt.targets.ort import OrtTarget
 from awq2trt.targets.registry import register
 from awq2trt.targets.trt import TrtTarget
+from awq2trt.targets.trt_plugin import TrtPluginTarget
 
 register(IrTarget())
 register(OrtTarget())
 register(TrtTarget())
+register(TrtPluginTarget())
