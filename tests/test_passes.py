@@ -340,11 +340,12 @@ def test_targets_declare_their_passes(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(registry, "_TARGETS", dict(registry._TARGETS))
     registry.register(NormsOnly())
-    assert registry.target_names() == ("ir", "ort", "trt", "norms-only")
+    assert registry.target_names() == ("ir", "ort", "ort-kernels", "trt", "norms-only")
     assert DEFAULT_PASSES.names("norms-only") == ["fuse_rmsnorm", "fuse_skip_rmsnorm"]
     listing = {line.split()[0]: line.split()[1] for line in DEFAULT_PASSES.describe().splitlines()}
-    assert listing["fuse_rmsnorm"] == "[ort,norms-only]" and listing["fuse_qkv"] == "[ir,ort,trt]"
-    with pytest.raises(Awq2TrtError, match="passes for target norms-only, got fuse_qkv \\(ir,ort,trt\\)"):
+    assert listing["fuse_rmsnorm"] == "[ort,ort-kernels,norms-only]"
+    assert listing["fuse_qkv"] == "[ir,ort,ort-kernels,trt]"
+    with pytest.raises(Awq2TrtError, match="passes for target norms-only, got fuse_qkv \\(ir,ort,ort-kernels,trt\\)"):
         DEFAULT_PASSES.select("norms-only", ["fuse_qkv"])
 
     class Broken(NormsOnly):
