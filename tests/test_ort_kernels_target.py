@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -324,3 +325,18 @@ def test_repository_without_a_library_is_one_error(
     _user_error(
         ["triton", folder, "-o", str(tmp_path / "repo"), "--kernels", str(ROOT / "README.md")], capsys, "shared"
     )
+
+
+def test_a_tampered_kernels_field_is_one_error(shared_export: Any, ort_kernels_library: Path, tmp_path: Path) -> None:
+    folder = shutil.copytree(_kernels_export(shared_export).output, tmp_path / "copy")
+    original = json.loads((folder / SIDECAR_FILE).read_text())
+    cases = [
+        ({"library": "../libevil", "abi_version": 1}, "a library base name"),
+        ({"library": "libawq2trt_ort", "abi_version": "1"}, "kernels: abi_version"),
+        ({"library": "libother", "abi_version": 1}, "the one this awq2trt knows"),
+        ({"library": "libawq2trt_ort", "abi_version": 2}, "awq2trt_ort_abi_version() = 2"),
+    ]
+    for kernels, needle in cases:
+        (folder / SIDECAR_FILE).write_text(json.dumps({**original, "kernels": kernels}))
+        with pytest.raises(Awq2TrtError, match=re.escape(needle)):
+            OrtModel.open(folder, threads=1, kernels=ort_kernels_library)
