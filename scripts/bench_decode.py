@@ -242,7 +242,19 @@ def default_checkpoint(args: argparse.Namespace, work_dir: Path) -> Path:
     if args.skip_build:
         sys.exit(f"bench_decode: --skip-build and no checkpoint in {folder}; pass --checkpoint")
     log(f"quantizing {MODEL_NAME} (RTN, group 64) into {folder} ...")
-    cmd = [*awq2trt_cli(), "quantize", "default", "-o", str(folder), "--group-size", "64", "-q", "--force"]
+    cmd = [
+        *awq2trt_cli(),
+        "quantize",
+        "default",
+        "-o",
+        str(folder),
+        "--method",
+        "rtn",
+        "--group-size",
+        "64",
+        "-q",
+        "--force",
+    ]
     if args.cache_dir is not None:
         cmd += ["--cache-dir", str(args.cache_dir)]
     if run_logged(cmd, work_dir / "logs" / "quantize.log", env=child_env(args.threads)):
