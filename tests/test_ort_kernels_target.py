@@ -340,3 +340,38 @@ def test_a_tampered_kernels_field_is_one_error(shared_export: Any, ort_kernels_l
         (folder / SIDECAR_FILE).write_text(json.dumps({**original, "kernels": kernels}))
         with pytest.raises(Awq2TrtError, match=re.escape(needle)):
             OrtModel.open(folder, threads=1, kernels=ort_kernels_library)
+
+
+# -- the install hook (setup.py) ---------------------------------------------------------------------------------
+
+
+def test_the_install_built_the_package_copy() -> None:
+    """CI installs with ONNXRUNTIME_INCLUDE_DIR set (.ci/run, scripts/venv-run), so the copy must be there."""
+    if os.environ.get("AWQ2TRT_REQUIRE_PEERS") != "1" or not os.environ.get("ONNXRUNTIME_INCLUDE_DIR"):
+        pytest.skip("checks the CI install (AWQ2TRT_REQUIRE_PEERS=1 with ONNXRUNTIME_INCLUDE_DIR set)")
+    assert kernel_lookup.PACKAGE_COPY.is_file(), "scripts/venv-run's install did not build the kernel library"
+    assert kernel_lookup.check_library(kernel_lookup.PACKAGE_COPY, "the package").abi_version == 1
+
+
+def _wheel(tmp_path: Path, headers: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ONNXRUNTIME_INCLUDE_DIR"}
+    if headers is not None:
+        env["ONNXRUNTIME_INCLUDE_DIR"] = headers
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    return subprocess.run([*command, str(ROOT)], capture_output=True, text=True, env=env, timeout=600, check=False)
+
+
+def test_pip_builds_the_library_into_the_wheel_and_fails_loudly_on_bad_headers(
+    ort_kernels_library: Path, tmp_path: Path
+) -> None:
+    import zipfile
+
+    headers = os.environ.get("ONNXRUNTIME_INCLUDE_DIR") or "/usr/include/onnxruntime"
+    done = _wheel(tmp_path / "good", headers)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = (tmp_path / "good").glob("awq2trt-*.whl")
+    assert "linux" in wheel.name  # a compiled library makes the wheel platform-specific
+    assert "awq2trt/native/libawq2trt_ort.so" in zipfile.ZipFile(wheel).namelist()
+    done = _wheel(tmp_path / "bad", str(tmp_path / "no-headers"))
+    assert done.returncode != 0 and "building plugins/onnxruntime failed" in done.stderr + done.stdout
+    assert not list((tmp_path / "bad").glob("*.whl"))
