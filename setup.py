@@ -52,6 +52,8 @@ class BuildOrtKernels(Command):
     def run(self) -> None:
         headers = _headers()
         if headers is None:
+            if not self.editable_mode:  # build/lib outlives a build: never ship a library from an earlier one
+                self._destination().unlink(missing_ok=True)
             print(
                 f"awq2trt: {HEADERS_ENV} is not set, so the kernel library for --target ort-kernels is not built;"
                 f" to build it: {HEADERS_ENV}=<ONNX Runtime's include/> pip install . (plugins/onnxruntime/README.md)"
