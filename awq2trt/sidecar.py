@@ -68,6 +68,23 @@ class KvCacheSpec:
 
 
 @dataclass(frozen=True)
+class KernelsSpec:
+    """A compiled custom-op library the graph needs (``--target ort-kernels``): a runtime checks for it before
+    it creates a session, so a missing library is one clear error rather than a slow fallback or a crash."""
+
+    library: str  # the library's base name: libawq2trt_ort (.so on Linux)
+    abi_version: int  # what the library's awq2trt_ort_abi_version() must return
+
+    def to_json(self) -> dict[str, Any]:
+        return {"library": self.library, "abi_version": self.abi_version}
+
+
+# The one kernel library this awq2trt knows (plugins/onnxruntime): what ort-kernels exports record and what
+# runtimes check a library against before ONNX Runtime loads it.  Bump the ABI with the library's.
+ORT_KERNELS = KernelsSpec(library="libawq2trt_ort", abi_version=1)
+
+
+@dataclass(frozen=True)
 class QuantizationInfo:
     bits: int
     group_sizes: tuple[int, ...]
@@ -105,6 +122,7 @@ class Sidecar:
     passes: Mapping[str, int] = field(default_factory=dict)  # rewrites per pass, in running order
     pass_nodes: Mapping[str, int] = field(default_factory=dict)  # nodes before the passes ("input"), after each
     target_options: Mapping[str, Any] = field(default_factory=dict)  # what the target was exported with
+    kernels: KernelsSpec | None = None  # a custom-op library ONNX Runtime must load for this graph
     format_version: int = FORMAT_VERSION
 
     # -- names ------------------------------------------------------------------------------------------------
@@ -154,6 +172,7 @@ class Sidecar:
             "passes": dict(self.passes),
             "pass_nodes": dict(self.pass_nodes),
             "target_options": dict(self.target_options),
+            "kernels": self.kernels.to_json() if self.kernels else None,
         }
 
     def write(self, folder: str | Path) -> Path:
@@ -216,6 +235,7 @@ class Sidecar:
             passes=reader.int_map("passes"),
             pass_nodes=reader.int_map("pass_nodes"),
             target_options=reader.get("target_options", dict, optional=True) or {},
+            kernels=reader.kernels(),
             format_version=version,
         )
         _check_names(sidecar, str(path))
@@ -319,6 +339,17 @@ class _Reader(JsonFields):
         if padding != ("right" if shared else "left"):
             raise self.fail("kv_cache.padding", "right with a shared buffer, left without", padding)
         return KvCacheSpec(shared_buffer=shared, past=past, present=present)
+
+    def kernels(self) -> KernelsSpec | None:
+        """Optional (absent in exports that need no library, and in those written before the field existed)."""
+        raw = self.get("kernels", dict, optional=True)
+        if raw is None:
+            return None
+        sub = _Reader(raw, f"{self.where}: kernels")
+        library = sub.get("library", str)
+        if not library or "/" in library or library.startswith("."):
+            raise self.fail("kernels.library", "a library base name such as libawq2trt_ort", library)
+        return KernelsSpec(library=library, abi_version=sub.get("abi_version", int))
 
     def quantization(self) -> QuantizationInfo:
         raw = self.get("quantization", dict)

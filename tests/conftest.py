@@ -110,9 +110,9 @@ def symmetric_checkpoint(tmp: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """shared_export(case, target="ir", dtype=None) -> ExportResult: a peer fixture (or SYMMETRIC_CASE) exported
-    once per test session, for the test files that compare or check the same exports.  Tests read these folders;
-    one that changes a file works on a copy."""
+    """shared_export(case, target="ir", dtype=None, accuracy_level=None) -> ExportResult: a peer fixture (or
+    SYMMETRIC_CASE) exported once per test session, for the test files that compare or check the same exports.
+    Tests read these folders; one that changes a file works on a copy."""
     import functools
 
     from awq2trt.frontend.export import export_checkpoint
@@ -124,15 +124,62 @@ def shared_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return fixture_path(case)
 
     @functools.cache
-    def export(case: str, target: str = "ir", dtype: str | None = None) -> Any:
-        out = tmp_path_factory.mktemp(f"{case}-{target}-{dtype or 'default'}") / "model"
+    def export(case: str, target: str = "ir", dtype: str | None = None, accuracy_level: int | None = None) -> Any:
+        level = "" if accuracy_level is None else f"-level{accuracy_level}"
+        out = tmp_path_factory.mktemp(f"{case}-{target}-{dtype or 'default'}{level}") / "model"
+        # Only the targets that read it get the option (the others refuse any non-default value).
+        options = {} if accuracy_level is None else {"accuracy_level": accuracy_level}
         # Session fixtures run outside the per-test offline guard.
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("HF_HUB_OFFLINE", "1")
             patch.setenv("TRANSFORMERS_OFFLINE", "1")
-            return export_checkpoint(checkpoint(case), out, target=target, dtype=dtype, progress=False)
+            return export_checkpoint(checkpoint(case), out, target=target, dtype=dtype, progress=False, **options)
 
     return export
+
+
+ORT_HEADERS_HELP = (
+    "ONNX Runtime's headers are missing: set ONNXRUNTIME_INCLUDE_DIR to a release's include/ "
+    "(or install Debian 13's libonnxruntime-dev; scripts/ort-headers fetches it on Debian 12)"
+)
+
+
+@pytest.fixture(scope="session")
+def ort_kernels_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """libawq2trt_ort built once per session from plugins/onnxruntime into a temporary folder (as the `library`
+    fixture of tests/test_ort_kernels.py builds it; the two are to be unified).  Skips, with the reason, without
+    headers or cmake; CI provides both, and turns the skip into a failure."""
+    import os
+    import shutil
+    import subprocess
+
+    headers = next(
+        (
+            Path(folder)
+            for folder in (os.environ.get("ONNXRUNTIME_INCLUDE_DIR"), "/usr/include/onnxruntime")
+            if folder and (Path(folder) / "onnxruntime_cxx_api.h").is_file()
+        ),
+        None,
+    )
+    if headers is None:
+        pytest.skip(ORT_HEADERS_HELP)
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed (apt-get install cmake)")
+    build = tmp_path_factory.mktemp("ort-kernels-library")
+    for command in (
+        [
+            "cmake",
+            "-S",
+            str(ROOT / "plugins" / "onnxruntime"),
+            "-B",
+            str(build),
+            f"-DONNXRUNTIME_INCLUDE_DIR={headers}",
+        ],
+        ["cmake", "--build", str(build), "-j2"],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    return build / "libawq2trt_ort.so"
 
 
 def engine_info_for(

@@ -174,7 +174,7 @@ def test_option_tables_match_the_compiler() -> None:
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     target = next(a for a in subparsers.choices["export"]._actions if "--target" in a.option_strings)
-    assert tuple(target.choices) == target_names() == ("ir", "ort", "trt", "trt-plugin")
+    assert tuple(target.choices) == target_names() == ("ir", "ort", "ort-kernels", "trt", "trt-plugin")
 
 
 def _readme_section(title: str) -> str:

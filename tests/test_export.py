@@ -223,7 +223,9 @@ def test_bad_inputs_give_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
             main(["export", gemm, "-o", str(tmp_path / "a"), flag, value, "-q"])
         assert exit_info.value.code == 2
         assert f"argument {flag}: invalid choice: '{value}'" in capsys.readouterr().err
-    with pytest.raises(Awq2TrtError, match="--target: expected ir or ort or trt or trt-plugin, got tensorrt"):
+    with pytest.raises(
+        Awq2TrtError, match="--target: expected ir or ort or ort-kernels or trt or trt-plugin, got tensorrt"
+    ):
         export_checkpoint(gemm, tmp_path / "a", target="tensorrt")  # the Python API names the registry's targets
     (tmp_path / "file").write_text("x")
     assert main(["export", gemm, "-o", str(tmp_path / "file" / "out"), "-q"]) == 1

@@ -340,11 +340,14 @@ def test_targets_declare_their_passes(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(registry, "_TARGETS", dict(registry._TARGETS))
     registry.register(NormsOnly())
-    assert registry.target_names() == ("ir", "ort", "trt", "trt-plugin", "norms-only")
+    assert registry.target_names() == ("ir", "ort", "ort-kernels", "trt", "trt-plugin", "norms-only")
     assert DEFAULT_PASSES.names("norms-only") == ["fuse_rmsnorm", "fuse_skip_rmsnorm"]
     listing = {line.split()[0]: line.split()[1] for line in DEFAULT_PASSES.describe().splitlines()}
-    assert listing["fuse_rmsnorm"] == "[ort,norms-only]" and listing["fuse_qkv"] == "[ir,ort,trt,trt-plugin]"
-    with pytest.raises(Awq2TrtError, match="passes for target norms-only, got fuse_qkv \\(ir,ort,trt,trt-plugin\\)"):
+    assert listing["fuse_rmsnorm"] == "[ort,ort-kernels,norms-only]"
+    assert listing["fuse_qkv"] == "[ir,ort,ort-kernels,trt,trt-plugin]"
+    with pytest.raises(
+        Awq2TrtError, match="passes for target norms-only, got fuse_qkv \\(ir,ort,ort-kernels,trt,trt-plugin\\)"
+    ):
         DEFAULT_PASSES.select("norms-only", ["fuse_qkv"])
 
     class Broken(NormsOnly):
@@ -387,7 +390,9 @@ def test_manager_bad_names(kwargs: dict[str, Any], match: str) -> None:
 
 
 def test_bad_target() -> None:
-    with pytest.raises(Awq2TrtError, match="--target: expected ir or ort or trt or trt-plugin, got tensorrt"):
+    with pytest.raises(
+        Awq2TrtError, match="--target: expected ir or ort or ort-kernels or trt or trt-plugin, got tensorrt"
+    ):
         run_passes(_load("gate_up"), "tensorrt")
     with pytest.raises(Awq2TrtError):
         parse_pass_list("a,,b")

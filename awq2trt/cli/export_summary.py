@@ -62,6 +62,7 @@ def describe_export(folder: Path) -> dict[str, Any]:
         "inputs": data.get("inputs"),
         "outputs": data.get("outputs"),
         "kv_cache": data.get("kv_cache"),
+        "kernels": data.get("kernels"),  # a custom-op library the graph needs at run time (ort-kernels)
         "model": data.get("model"),
         "external_data": data.get("external_data"),
         "engine": engine,
@@ -84,6 +85,8 @@ def export_rows(info: Mapping[str, Any]) -> list[tuple[str, object]]:
         ("passes", _passes(info["passes"])),
         ("nodes", _nodes(info["pass_nodes"])),
     ]
+    if kernels := info.get("kernels"):
+        rows.append(("needs", _kernels(kernels)))
     if engine := info.get("engine"):
         rows.append(
             (
@@ -113,6 +116,15 @@ def _quantization(quant: object) -> str:
     return (
         f"int{_shown(quant.get('bits'))}, group {group}, {zero_text}, {_shown(quant.get('int4_nodes'))} int4 nodes"
         f" (from {_shown(quant.get('source_format'))})"
+    )
+
+
+def _kernels(kernels: object) -> str:
+    if not isinstance(kernels, dict):
+        return "-"
+    return (
+        f"kernel library {_shown(kernels.get('library'))} (ABI {_shown(kernels.get('abi_version'))}):"
+        " --kernels PATH, $AWQ2TRT_ORT_KERNELS, or the copy `pip install .` builds"
     )
 
 

@@ -42,7 +42,7 @@ def open_exported(path: Path, args: argparse.Namespace) -> Any:
 
     backend = getattr(args, "backend", "auto")
     if backend == "tensorrt" or (backend == "auto" and (path / ENGINE_INFO_FILE).is_file()):
-        for name in ("threads", "provider"):
+        for name in ("threads", "provider", "kernels"):
             if getattr(args, name) not in (None, "cpu"):
                 flag, value = "--" + name, getattr(args, name)
                 raise Awq2TrtError(flag, expected="an ONNX Runtime option (not for a TensorRT engine)", got=value)
@@ -58,7 +58,9 @@ def open_exported(path: Path, args: argparse.Namespace) -> Any:
     from awq2trt.runtime import OrtModel
     from awq2trt.runtime.providers import execution_providers
 
-    return OrtModel.open(path, providers=execution_providers(args.provider), threads=args.threads)
+    return OrtModel.open(
+        path, providers=execution_providers(args.provider), threads=args.threads, kernels=getattr(args, "kernels", None)
+    )
 
 
 def backend_label(model: Any, args: argparse.Namespace) -> str:

@@ -76,12 +76,24 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
     )
     # No `choices`: which providers exist depends on the installed onnxruntime, and the runtime names them.
     parser.add_argument("--provider", default="cpu", help="exported folders: execution provider, cpu (default) or cuda")
+    add_kernels(parser)
     parser.add_argument(
         "--backend",
         default="auto",
         choices=BACKENDS,
         help="exported folders: auto (default: the TensorRT engine where `awq2trt build` wrote one, else ONNX"
         " Runtime), onnxruntime, or tensorrt",
+    )
+
+
+def add_kernels(parser: argparse.ArgumentParser) -> None:
+    """``--kernels PATH``: awq2trt's ONNX Runtime kernel library (what --target ort-kernels exports need)."""
+    parser.add_argument(
+        "--kernels",
+        default=None,
+        metavar="PATH",
+        help="exported folders: awq2trt's kernel library libawq2trt_ort.so for --target ort-kernels (or ir) graphs"
+        " (default: $AWQ2TRT_ORT_KERNELS, else the copy `pip install .` built into the package)",
     )
 
 

@@ -364,6 +364,7 @@ def _sidecar(
         passes=passes,
         pass_nodes=pass_nodes,
         target_options=target.target_options(options),
+        kernels=target.kernels(),
     )
 
 

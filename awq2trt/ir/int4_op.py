@@ -2,7 +2,9 @@
 
 Node inputs: A (activations [..., K]), B (codes uint8 [N, ceil(K/2)], even k in the low nibble), scales
 [N, K/G] (A's dtype), zero_points (uint8 codes [N, K/G]; optional, absent = 8 = symmetric), bias ([N];
-optional).  Attributes: K, N, bits (4), block_size (G).  Output Y [..., N] = A @ W.T + bias with
+optional).  Attributes: K, N, bits (4), block_size (G), accuracy_level (optional, default 0: how a compiled
+kernel may compute; the ``ort-kernels`` target sets it for our library, 0 = fp32 activations, 4 = int8
+activations per block; the function body is always exact and ignores it).  Output Y [..., N] = A @ W.T + bias with
 W[n, k] = (q[n, k] - zero_points[n, k // G]) * scales[n, k // G].
 
 Each node carries a model-local function body made of standard ops, so stock ONNX Runtime runs the
@@ -26,7 +28,9 @@ OP_TYPE = "Int4MatMul"
 DOMAIN_VERSION = 1
 BODY_OPSET = 21
 FORMAL_INPUTS = ("A", "B", "scales", "zero_points", "bias")
-ATTRIBUTES = ("K", "N", "bits", "block_size")
+ATTRIBUTES = ("K", "N", "bits", "block_size")  # what the function bodies declare
+# Read by compiled kernels only (plugins/onnxruntime); the bodies, the exact reference, never reference it.
+ACCURACY_LEVEL = "accuracy_level"
 
 
 def overload_name(has_zero_points: bool, has_bias: bool) -> str:
@@ -83,6 +87,11 @@ def register_schema() -> None:
             schema.Attribute("N", schema.AttrType.INT, "out_features"),
             schema.Attribute("bits", helper.make_attribute("bits", 4), "bits per code (4)"),
             schema.Attribute("block_size", schema.AttrType.INT, "group size G"),
+            schema.Attribute(
+                ACCURACY_LEVEL,
+                helper.make_attribute(ACCURACY_LEVEL, 0),
+                "compiled kernels: 0 = fp32 activations (exact), 4 = int8 activations per block",
+            ),
         ],
     )
     op_schema.set_type_and_shape_inference_function(_infer_output)

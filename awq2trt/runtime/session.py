@@ -32,6 +32,7 @@ import onnxruntime as ort
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import io_names
 from awq2trt.runtime.generate import Generation, Timing
+from awq2trt.runtime.kernels import KernelLibrary, kernels_for, register
 from awq2trt.runtime.ort_step import NUMPY_DTYPES, OrtStepModel
 from awq2trt.runtime.text_model import TextModel, load_tokenizer
 from awq2trt.sidecar import SIDECAR_FILE, Sidecar, name_difference
@@ -51,8 +52,16 @@ class OrtModel(TextModel):
 
     backend = "onnxruntime"
 
-    def __init__(self, folder: Path, sidecar: Sidecar, session: ort.InferenceSession, tokenizer: Any | None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        sidecar: Sidecar,
+        session: ort.InferenceSession,
+        tokenizer: Any | None,
+        kernels: KernelLibrary | None = None,
+    ) -> None:
         self.session = session
+        self.kernels = kernels  # the custom-op library registered with the session, if any
         self.device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.steps: OrtStepModel = OrtStepModel(session, sidecar, self.device)
         super().__init__(folder, sidecar, self.steps, tokenizer)
@@ -67,9 +76,19 @@ class OrtModel(TextModel):
 
     @classmethod
     def open(
-        cls, folder: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None
+        cls,
+        folder: str | Path,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        kernels: str | Path | None = None,
     ) -> OrtModel:
-        """Read and check ``awq2trt.json``, load ``model.onnx`` and check its IO against the sidecar."""
+        """Read and check ``awq2trt.json``, load ``model.onnx`` and check its IO against the sidecar.
+
+        *kernels*: the path of ``libawq2trt_ort`` (plugins/onnxruntime) when the sidecar says the graph needs it
+        (``--target ort-kernels``), instead of ``$AWQ2TRT_ORT_KERNELS`` or the package's copy; for an ``ir``
+        graph, a library to run its Int4MatMul nodes (``awq2trt.runtime.kernels``).
+        """
         folder = Path(folder)
         if not folder.is_dir():
             raise Awq2TrtError(folder, expected="a folder written by `awq2trt export`", got="no such folder")
@@ -82,7 +101,11 @@ class OrtModel(TextModel):
             raise Awq2TrtError(
                 folder / data_name, expected=f"the external weight file {model_path.name} refers to", got="no such file"
             )
+        # Found and checked before any session exists: a missing or foreign library is one error line.
+        library = kernels_for(sidecar.kernels, sidecar.target, kernels, folder / SIDECAR_FILE)
         options = ort.SessionOptions()
+        if library is not None:
+            register(options, library)
         options.log_severity_level = 3  # fp16 graphs make ORT list every node it cannot constant-fold
         # A trt graph's INT4 DequantizeLinear + MatMul, which ORT fuses into MatMulNBits, runs exactly (as
         # TensorRT's weight-only GEMM computes it), not with int8 activations; other graphs have no such pair.
@@ -99,7 +122,7 @@ class OrtModel(TextModel):
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise Awq2TrtError(model_path, detail=f"ONNX Runtime could not load it: {detail[:300]}") from None
         _check_io(sidecar, session, folder / SIDECAR_FILE)
-        return cls(folder, sidecar, session, load_tokenizer(folder))
+        return cls(folder, sidecar, session, load_tokenizer(folder), library)
 
     def model_files(self) -> list[Path]:
         files = [self.folder / self.sidecar.model]

@@ -5,11 +5,13 @@
 
 from awq2trt.targets.ir import IrTarget
 from awq2trt.targets.ort import OrtTarget
+from awq2trt.targets.ort_kernels import OrtKernelsTarget
 from awq2trt.targets.registry import register
 from awq2trt.targets.trt import TrtTarget
 from awq2trt.targets.trt_plugin import TrtPluginTarget
 
 register(IrTarget())
 register(OrtTarget())
+register(OrtKernelsTarget())
 register(TrtTarget())
 register(TrtPluginTarget())

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from awq2trt.errors import Awq2TrtError
-from awq2trt.sidecar import KvCacheSpec, Sidecar
+from awq2trt.sidecar import KernelsSpec, KvCacheSpec, Sidecar
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,10 @@ class Target(ABC):
     def target_options(self, options: ExportOptions) -> dict[str, Any]:
         """What the sidecar records about this target's options."""
         return {name: getattr(options, name) for name in sorted(self.options)}
+
+    def kernels(self) -> KernelsSpec | None:
+        """The compiled custom-op library the lowered graph needs at run time (recorded in the sidecar), if any."""
+        return None
 
     def write_extra_files(self, folder: Path, sidecar: Sidecar) -> list[str]:
         """Files besides model.onnx, its data, the tokenizer and the sidecar; returns their names."""

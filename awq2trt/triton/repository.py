@@ -54,6 +54,7 @@ SERVING_MODULES = (
     "ir/io_names.py",
     "runtime/__init__.py",
     "runtime/generate.py",
+    "runtime/kernels.py",
     "runtime/kv_cache.py",
     "runtime/ort_step.py",
     "runtime/providers.py",
@@ -90,6 +91,7 @@ def write_repository(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     max_context: int | None = None,
     threads: int | None = None,
+    kernels: str | Path | None = None,
     force: bool = False,
 ) -> RepositoryResult:
     """Check the inputs fully before anything is written, then build the repository in one rename."""
@@ -114,7 +116,7 @@ def write_repository(
             " dimension of every input)",
             got=max_batch,
         )
-    for option, value in (("--max-context", max_context), ("--threads", threads)):
+    for option, value in (("--max-context", max_context), ("--threads", threads), ("--kernels", kernels)):
         if value is not None and kind != "generate":
             raise Awq2TrtError(option, expected="no value for the graph kinds", got=value)
     if kind == "tensorrt" and device != "gpu":
@@ -137,6 +139,7 @@ def write_repository(
         max_tokens=max_tokens,
         max_context=context,
         threads=threads,
+        kernels=kernels,
     )
     with atomic_output_dir(output, force=force) as tmp:
         files = plan.write(tmp)
@@ -186,6 +189,7 @@ def _generate(
     max_tokens: int,
     max_context: int,
     threads: int | None,
+    kernels: str | Path | None,
 ) -> _Plan:
     if not (source / "tokenizer.json").is_file():
         raise Awq2TrtError(
@@ -196,6 +200,9 @@ def _generate(
     version = f"{name}/{VERSION}"
     for path in _exported_files(source, sidecar):
         plan.files[f"{version}/{MODEL_SUBFOLDER}/{path.name}"] = path
+    library = _kernel_library(source, sidecar, kernels)
+    if library is not None:  # the repository carries the library it was checked with; the model points at it
+        plan.files[f"{version}/{MODEL_SUBFOLDER}/{library.name}"] = library
     package = Path(awq2trt.__file__).resolve().parent
     for module in SERVING_MODULES:
         plan.files[f"{version}/awq2trt/{module}"] = package / module
@@ -208,6 +215,7 @@ def _generate(
         "max_tokens": str(max_tokens),
         "max_context": str(max_context),
         **({"threads": str(threads)} if threads else {}),
+        **({"kernels": f"{VERSION}/{MODEL_SUBFOLDER}/{library.name}"} if library is not None else {}),
     }
     stream = configs.generate_config(name, decoupled=True, device=device, instances=instances, parameters=parameters)
     # The forwarder only waits on the streaming model: one instance per batch slot lets that many plain
@@ -226,6 +234,18 @@ def _generate(
     return plan
 
 
+def _kernel_library(source: Path, sidecar: Sidecar, kernels: str | Path | None) -> Path | None:
+    """The checked kernel library the exported graph needs (found as the runtime would), or None."""
+    from awq2trt.runtime.kernels import LIBRARY_FILE, kernels_for
+
+    library = kernels_for(sidecar.kernels, sidecar.target, kernels, source / SIDECAR_FILE)
+    if library is None:
+        return None
+    if (source / LIBRARY_FILE).exists():  # the copy would shadow a file of the exported folder
+        raise Awq2TrtError(source / LIBRARY_FILE, expected="no such file in an exported folder", got="one")
+    return library.path.resolve()
+
+
 def _onnxruntime(source: Path, sidecar: Sidecar, name: str, *, instances: int, device: str, **_: object) -> _Plan:
     if sidecar.model != "model.onnx":
         raise Awq2TrtError(source / SIDECAR_FILE, expected='"model": "model.onnx"', got=sidecar.model)
@@ -234,6 +254,11 @@ def _onnxruntime(source: Path, sidecar: Sidecar, name: str, *, instances: int, d
     plan.configs[f"{name}/{CONFIG_FILE}"] = configs.to_text(config)
     for path in _exported_files(source, sidecar):
         plan.files[f"{name}/{VERSION}/{path.name}"] = path
+    if sidecar.kernels is not None:
+        plan.warnings = (
+            f"the graph needs awq2trt's kernel library ({sidecar.kernels.library}): Triton's onnxruntime backend"
+            " must load it (its model config's custom-op library setting); the generate kind carries it itself",
+        )
     return plan
 
 

@@ -96,10 +96,11 @@ class TextGenerator:
         threads: int | None = None,
         default_max_tokens: int = 64,
         max_context: int | None = None,
+        kernels: str | None = None,
     ) -> TextGenerator:
         from awq2trt.runtime.providers import execution_providers
 
-        model = OrtModel.open(folder, providers=execution_providers(provider), threads=threads)
+        model = OrtModel.open(folder, providers=execution_providers(provider), threads=threads, kernels=kernels)
         return cls(model, default_max_tokens, max_context)
 
     def batching(self, slots: int) -> BatchScheduler | None:

@@ -1,4 +1,5 @@
-"""Worker for our exported ORT graph, driven by ``awq2trt.runtime.OrtModel`` (runs in the project's Python).
+"""Worker for our exported ORT graph (``ort`` or ``ort-kernels``), run by ``awq2trt.runtime.OrtModel``
+(in the project's Python).
 
     python scripts/bench_peers/ours_worker.py MODEL_DIR --threads 2
 
@@ -31,6 +32,8 @@ def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
     info = {
         "runtime": f"onnxruntime {onnxruntime.__version__}",
         "accuracy_level": model.sidecar.target_options.get("accuracy_level"),
+        # ort-kernels exports: which kernel library ran (the runtime found it: $AWQ2TRT_ORT_KERNELS or the package)
+        "kernels": str(model.kernels.path) if model.kernels is not None else None,
     }
     return run, info
 

@@ -42,7 +42,7 @@ def handle(args: argparse.Namespace) -> int:
         model = open_exported(path, args)
         result = ort_text_perplexity(model, args.text, window=args.window, stride=args.stride, show=not args.quiet)
     else:
-        refuse_runtime_options(args, ("threads", "provider", "backend"))
+        refuse_runtime_options(args, ("threads", "provider", "kernels", "backend"))
         model, tokenizer = reference_model_and_tokenizer(path, args)
         from awq2trt.evaluate.reference import text_perplexity
 

@@ -40,13 +40,15 @@ def add_parser(subparsers: options.Subparsers) -> None:
         type=int,
         default=4,
         choices=ACCURACY_LEVELS,
-        help="ort target: 4 = int8 activations in the int4 matmuls (fastest, ~0.5%% error), 0 = exact",
+        help="ort and ort-kernels targets: 4 = int8 activations in the int4 matmuls (fastest, ~0.5%% error),"
+        " 0 = exact (ort-kernels takes only these two)",
     )
     p.add_argument(
         "--lm-head",
         default=LM_HEAD_CHOICES[0],
         choices=LM_HEAD_CHOICES,
-        help="ort target: fp keeps the output head exact (default); int8 or int4 quantizes it (RTN, group 32):"
+        help="ort and ort-kernels targets: fp keeps the output head exact (default); int8 or int4 quantizes it"
+        " (RTN, group 32, a MatMulNBits):"
         " on small models it is the largest read per token",
     )
     fusion = p.add_argument_group("graph passes")

@@ -49,7 +49,7 @@ def handle(args: argparse.Namespace) -> int:
     on_text = None if args.json else stream
     if is_exported(path):
         return _run_exported(path, args, on_text)
-    refuse_runtime_options(args, ("threads", "provider", "backend", *SAMPLING_OPTIONS))
+    refuse_runtime_options(args, ("threads", "provider", "kernels", "backend", *SAMPLING_OPTIONS))
     model, tokenizer = reference_model_and_tokenizer(path, args)
     from awq2trt.evaluate.reference import chat_generate
 

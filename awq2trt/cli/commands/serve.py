@@ -27,6 +27,7 @@ def add_parser(subparsers: options.Subparsers) -> None:
     p.add_argument("--max-context", type=options.positive_int, default=None, help="as for `awq2trt triton`")
     p.add_argument("--max-tokens", type=options.positive_int, default=None, help="as for `awq2trt triton`")
     p.add_argument("--threads", type=options.positive_int, default=None, help="as for `awq2trt triton`")
+    p.add_argument("--kernels", default=None, metavar="PATH", help="as for `awq2trt triton`")
     p.add_argument("--http-port", type=options.non_negative_int, default=0, help="HTTP port (default: a free one)")
     p.add_argument("--grpc-port", type=options.non_negative_int, default=0, help="gRPC port (default: a free one)")
     p.set_defaults(func=handle)
@@ -48,6 +49,7 @@ def handle(args: argparse.Namespace) -> int:
             max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS,
             max_context=args.max_context,
             threads=args.threads,
+            kernels=args.kernels,
         )
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)

@@ -62,6 +62,13 @@ def add_parser(subparsers: options.Subparsers) -> None:
         default=None,
         help="generate: ONNX Runtime intra-op threads of each instance (default: ONNX Runtime's, one per core)",
     )
+    p.add_argument(
+        "--kernels",
+        default=None,
+        metavar="PATH",
+        help="generate: awq2trt's kernel library for a --target ort-kernels export, copied into the repository"
+        " (default: $AWQ2TRT_ORT_KERNELS, else the copy `pip install .` built into the package)",
+    )
     options.add_force(p, help="replace a non-empty repository folder")
     options.add_json(p)
     p.set_defaults(func=handle)
@@ -81,6 +88,7 @@ def handle(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS,
         max_context=args.max_context,
         threads=args.threads,
+        kernels=args.kernels,
         force=args.force,
     )
     for warning in result.warnings:

@@ -48,6 +48,8 @@ class TritonPythonModel:
             threads=int(parameters["threads"]) if "threads" in parameters else None,
             default_max_tokens=int(parameters.get("max_tokens", "64")),
             max_context=int(parameters["max_context"]) if "max_context" in parameters else None,
+            # The kernel library an ort-kernels export needs, copied beside the exported folder's files.
+            kernels=str((home / parameters["kernels"]).resolve()) if "kernels" in parameters else None,
         )
         self.scheduler = self.generator.batching(int(parameters.get("max_batch", "1")))
 
