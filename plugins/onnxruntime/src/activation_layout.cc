@@ -1,8 +1,17 @@
-// The de-interleaved activation layout the SIMD paths read (Int4Problem::a_split): made once per call, before
-// the rows are split across threads, so each thread reads it instead of shuffling nibbles.
+// The activation layouts the paths read, made once per call before the rows of Y are split across threads:
+// the de-interleaved fp32 order of the SIMD paths (Int4Problem::a_split) and the int8 blocks of accuracy_level 4.
+#include <cmath>
+
 #include "int4_problem.h"
 
 namespace awq2trt_ort {
+namespace {
+
+// Position of k within its 32-k chunk in the a_split order: 16 even k's, then 16 odd k's (the order of the low
+// and high nibbles of 16 packed bytes).
+inline int64_t split_index(int64_t k) { return (k & ~int64_t{31}) + ((k & 1) << 4) + ((k & 31) >> 1); }
+
+}  // namespace
 
 void split_activations(const float* a, int64_t m, int64_t k, float* out) {
   for (int64_t row = 0; row < m; ++row) {
@@ -13,6 +22,33 @@ void split_activations(const float* a, int64_t m, int64_t k, float* out) {
         chunk[j] = in[2 * j];
         chunk[16 + j] = in[2 * j + 1];
       }
+    }
+  }
+}
+
+// The same blocks as MatMulNBits' accuracy level 4 (one symmetric scale per block of block_size k's per row,
+// amax / 127), so the two modes have the same quantization error and only summation order differs.
+void quantize_activations(const float* a, int64_t k, int64_t group, bool split, int64_t m_begin, int64_t m_end,
+                          int8_t* a_q, float* a_scale, float* a_sum) {
+  const int64_t groups = k / group;
+  for (int64_t row = m_begin; row < m_end; ++row) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* in = a + row * k + g * group;
+      float amax = 0.0f;
+      for (int64_t j = 0; j < group; ++j) amax = std::fmax(amax, std::fabs(in[j]));
+      const float scale = amax / 127.0f;
+      const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+      int8_t* out = a_q + row * k + g * group;
+      int32_t sum = 0;
+      for (int64_t j = 0; j < group; ++j) {
+        // nearbyint under the default rounding mode: to nearest, ties to even (as MLAS' cvtps2dq).
+        const int32_t q = static_cast<int32_t>(std::nearbyint(in[j] * inverse));
+        const int32_t clamped = q > 127 ? 127 : q < -127 ? -127 : q;
+        out[split ? split_index(j) : j] = static_cast<int8_t>(clamped);
+        sum += clamped;
+      }
+      a_scale[row * groups + g] = scale;
+      a_sum[row * groups + g] = scale * static_cast<float>(sum);
     }
   }
 }

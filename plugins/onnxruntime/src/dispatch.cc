@@ -37,6 +37,16 @@ Path best_supported() {
   return Path::kScalar;
 }
 
+// The int8 AVX-512 rows need VNNI (VPDPBUSD) on top of the exact path's AVX-512F; a CPU without it (Skylake-SP)
+// runs int8 mode on the AVX2 rows.
+bool has_vnni() {
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
+  return __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
 std::atomic<int> g_forced{-1};
 std::atomic<int> g_last{-1};
 
@@ -61,10 +71,19 @@ bool force_path(int path) {
 PathPlan plan_for(const Int4Problem& p) {
 #if defined(AWQ2TRT_HAVE_X86_PATHS)
   const Path path = active_path();
+  if (p.int8_activations) {
+    // The int8 rows take the same shapes as the exact SIMD ones (whole 32-k chunks per block).
+    if (path != Path::kScalar && int4_avx2_handles(p)) {
+      if (path == Path::kAvx512 && has_vnni()) return {int8_rows_avx512, Path::kAvx512, true};
+      if (supported(Path::kAvx2)) return {int8_rows_avx2, Path::kAvx2, true};
+    }
+    return {int8_rows_scalar, Path::kScalar, false};
+  }
   if (path == Path::kAvx512 && int4_avx512_handles(p)) return {int4_rows_avx512, Path::kAvx512, true};
   if (path == Path::kAvx2 && int4_avx2_handles(p)) return {int4_rows_avx2, Path::kAvx2, true};
 #else
   (void)p;
+  if (p.int8_activations) return {int8_rows_scalar, Path::kScalar, false};
 #endif
   return {int4_rows_scalar, Path::kScalar, false};
 }
@@ -83,6 +102,14 @@ const char* path_name(Path path) {
       return "avx2";
   }
   return "unknown";
+}
+
+const char* compiled_paths() {
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
+  return "scalar avx2 avx512 avx512vnni";
+#else
+  return "scalar";
+#endif
 }
 
 }  // namespace awq2trt_ort

@@ -14,7 +14,7 @@ using RowsFn = void (*)(const Int4Problem&, int64_t, int64_t);
 struct PathPlan {
   RowsFn rows;
   Path path;           // the path that runs (the scalar one when a SIMD path hands the shape over)
-  bool wants_split_a;  // the caller fills Int4Problem::a_split first
+  bool wants_split_a;  // the caller fills Int4Problem::a_split (or, in int8 mode, a_q) in the a_split order first
 };
 
 // The path the next Compute uses: the forced one if set, else the best this CPU supports.
@@ -24,6 +24,8 @@ bool force_path(int path);
 // How to compute this problem on the active path (a SIMD path hands shapes it does not take to the scalar one).
 PathPlan plan_for(const Int4Problem& p);
 const char* path_name(Path path);
+// The SIMD paths this build has, for awq2trt_ort_build_info: e.g. "scalar avx2 avx512 avx512vnni".
+const char* compiled_paths();
 
 // The path the last finished Compute ran (tests check that a forced path was not silently handed over).
 void note_last_path(Path path);
