@@ -141,19 +141,21 @@ def seconds_per_run(run: Callable[[], None], budget: float) -> float:
     return statistics.median(times)
 
 
-_PROBE = np.ones(1 << 27, np.float64)  # 1 GiB, far past the L3
+_PROBE: list[np.ndarray] = []  # made on first use: 1 GiB, far past the L3
 
 
 def probe_bandwidth() -> float:
-    """GB/s of two threads summing one half of _PROBE each."""
-    halves = np.array_split(_PROBE, THREADS)
+    """GB/s of two threads summing one half of a 1 GiB buffer each."""
+    if not _PROBE:
+        _PROBE.append(np.ones(1 << 27, np.float64))
+    halves = np.array_split(_PROBE[0], THREADS)
     threads = [threading.Thread(target=half.sum) for half in halves]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return _PROBE.nbytes / (time.perf_counter() - start) / 1e9
+    return _PROBE[0].nbytes / (time.perf_counter() - start) / 1e9
 
 
 def check(engine: str, got: np.ndarray, want: np.ndarray) -> None:

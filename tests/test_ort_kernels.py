@@ -175,6 +175,7 @@ SHAPES = [  # (K, N, G): one group; an odd number of groups (K not a multiple of
     (192, 65, 64),
     (384, 33, 128),
     (640, 48, 128),
+    (2560, 37, 128),  # more than one 1024-k panel block of the AVX-512 GEMM
 ]
 
 
@@ -188,7 +189,7 @@ def test_node_matches_numpy_fp32(library: Library, k: int, n: int, group: int, z
     try:
         for path in _runnable_paths(library):
             assert library.force(path)
-            for m in (1, 7, 64):
+            for m in (1, 7, 19, 64):  # 19 and 64: the AVX-512 GEMM (M >= 16), with and without a row tail
                 a = rng.standard_normal((m, k)).astype(np.float32)
                 got = session.run(None, {"A": a})[0]
                 want = a.astype(np.float64) @ weight.T + bias_values

@@ -79,7 +79,10 @@ PathPlan plan_for(const Int4Problem& p) {
     }
     return {int8_rows_scalar, Path::kScalar, false};
   }
-  if (path == Path::kAvx512 && int4_avx512_handles(p)) return {int4_rows_avx512, Path::kAvx512, true};
+  if (path == Path::kAvx512 && int4_avx512_handles(p)) {
+    if (p.m >= kGemmMinRows) return {int4_gemm_avx512, Path::kAvx512, false, int4_gemm_avx512_rows_per_task(p)};
+    return {int4_rows_avx512, Path::kAvx512, true};
+  }
   if (path == Path::kAvx2 && int4_avx2_handles(p)) return {int4_rows_avx2, Path::kAvx2, true};
 #else
   (void)p;

@@ -15,7 +15,12 @@ struct PathPlan {
   RowsFn rows;
   Path path;           // the path that runs (the scalar one when a SIMD path hands the shape over)
   bool wants_split_a;  // the caller fills Int4Problem::a_split (or, in int8 mode, a_q) in the a_split order first
+  int64_t rows_per_task = 32;  // rows of Y per thread-pool task
 };
+
+// Exact mode on AVX-512 switches from the per-row table loop to the blocked GEMM (which reads A in k order, not
+// a_split) at this many activation rows.
+constexpr int64_t kGemmMinRows = 16;
 
 // The path the next Compute uses: the forced one if set, else the best this CPU supports.
 Path active_path();

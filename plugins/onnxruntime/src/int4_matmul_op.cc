@@ -17,8 +17,6 @@ namespace {
 
 std::atomic<uint64_t> g_compute_count{0};
 
-// Rows of Y per thread-pool task: enough codes per task (≥ 32 rows × K/2 bytes) that scheduling is noise.
-constexpr int64_t kRowsPerTask = 32;
 
 [[noreturn]] void fail(const std::string& node, const std::string& what) {
   throw std::invalid_argument("awq2trt::Int4MatMul node '" + node + "': " + what);
@@ -45,12 +43,13 @@ std::vector<float> to_float(const T* data, size_t count) {
 struct Job {
   const Int4Problem* problem;
   RowsFn rows;
+  int64_t rows_per_task;  // PathPlan's: enough work per task (>= 32 rows x K/2 bytes of codes) that scheduling is noise
 };
 
 void run_task(void* data, size_t task) {
   const Job& job = *static_cast<const Job*>(data);
-  const int64_t begin = static_cast<int64_t>(task) * kRowsPerTask;
-  job.rows(*job.problem, begin, std::min(begin + kRowsPerTask, job.problem->n));
+  const int64_t begin = static_cast<int64_t>(task) * job.rows_per_task;
+  job.rows(*job.problem, begin, std::min(begin + job.rows_per_task, job.problem->n));
 }
 
 // accuracy_level 4: the activations' int8 blocks, rows of A split across the pool like rows of Y.
@@ -223,8 +222,8 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     split_activations(p.a, m, k_, a_split.data());
     p.a_split = a_split.data();
   }
-  Job job{&p, plan.rows};
-  ctx.ParallelFor(run_task, static_cast<size_t>((n_ + kRowsPerTask - 1) / kRowsPerTask), 0, &job);
+  Job job{&p, plan.rows, plan.rows_per_task};
+  ctx.ParallelFor(run_task, static_cast<size_t>((n_ + plan.rows_per_task - 1) / plan.rows_per_task), 0, &job);
   note_last_path(plan.path);
 
   if (type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {

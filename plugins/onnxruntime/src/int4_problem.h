@@ -37,6 +37,10 @@ void int4_rows_scalar(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 bool int4_avx512_handles(const Int4Problem& p);
 void int4_rows_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 
+// Its blocked GEMM for M >= kGemmMinRows (int4_gemm_avx512.cc): a task dequantizes its rows once into a panel.
+void int4_gemm_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+int64_t int4_gemm_avx512_rows_per_task(const Int4Problem& p);
+
 // The AVX2 + FMA path (int4_avx2.cc): the same shapes as the AVX-512 one.
 bool int4_avx2_handles(const Int4Problem& p);
 void int4_rows_avx2(const Int4Problem& p, int64_t n_begin, int64_t n_end);

@@ -28,7 +28,7 @@ void int8_tile_store(const Int4Problem& p, int64_t n0, int64_t m0, const float* 
   for (int r = 0; r < MT; ++r) {
     const float* a_sum = p.a_sum + (m0 + r) * p.groups;
     for (int j = 0; j < NT; ++j) {
-      const float* zt = zero_terms + j * p.groups;
+      const float* zt = zero_terms + j * p.groups;  // the tile's output rows are consecutive
       float correction = 0.0f;
       for (int64_t g = 0; g < p.groups; ++g) correction += zt[g] * a_sum[g];
       const int64_t n = n0 + j;
@@ -38,25 +38,28 @@ void int8_tile_store(const Int4Problem& p, int64_t n0, int64_t m0, const float* 
 }
 
 template <typename Path, int NT>
-void int8_columns(const Int4Problem& p, int64_t n0, const float* zero_terms) {
+void int8_columns(const Int4Problem& p, int64_t n0, int64_t m_begin, int64_t m_end, const float* zero_terms) {
   constexpr int kMt = Path::kRows;
-  int64_t m = 0;
-  for (; m + kMt <= p.m; m += kMt) int8_tile_store<Path, kMt, NT>(p, n0, m, zero_terms);
-  for (; m < p.m; ++m) int8_tile_store<Path, 1, NT>(p, n0, m, zero_terms);
+  int64_t m = m_begin;
+  for (; m + kMt <= m_end; m += kMt) int8_tile_store<Path, kMt, NT>(p, n0, m, zero_terms);
+  for (; m < m_end; ++m) int8_tile_store<Path, 1, NT>(p, n0, m, zero_terms);
 }
+
+// Activation rows in blocks (every output row of the task per block), so a block of A is re-read from L2, not
+// all of A from memory per pair of output rows.
+constexpr int64_t kInt8RowBlock = 32;
 
 template <typename Path>
 void int8_rows(const Int4Problem& p, int64_t n_begin, int64_t n_end) {
   constexpr int kNt = Path::kCols;
-  std::vector<float> zero_terms(static_cast<size_t>(kNt * p.groups));
-  int64_t n = n_begin;
-  for (; n + kNt <= n_end; n += kNt) {
-    for (int j = 0; j < kNt; ++j) int8_zero_terms(p, n + j, zero_terms.data() + j * p.groups);
-    int8_columns<Path, kNt>(p, n, zero_terms.data());
-  }
-  for (; n < n_end; ++n) {
-    int8_zero_terms(p, n, zero_terms.data());
-    int8_columns<Path, 1>(p, n, zero_terms.data());
+  std::vector<float> zero_terms(static_cast<size_t>((n_end - n_begin) * p.groups));
+  for (int64_t n = n_begin; n < n_end; ++n) int8_zero_terms(p, n, zero_terms.data() + (n - n_begin) * p.groups);
+  for (int64_t m_block = 0; m_block < p.m; m_block += kInt8RowBlock) {
+    const int64_t m_end = m_block + kInt8RowBlock < p.m ? m_block + kInt8RowBlock : p.m;
+    int64_t n = n_begin;
+    for (; n + kNt <= n_end; n += kNt)
+      int8_columns<Path, kNt>(p, n, m_block, m_end, zero_terms.data() + (n - n_begin) * p.groups);
+    for (; n < n_end; ++n) int8_columns<Path, 1>(p, n, m_block, m_end, zero_terms.data() + (n - n_begin) * p.groups);
   }
 }
 
