@@ -274,6 +274,7 @@ INT8_SHAPES = [  # (K, N, G): odd N; block 16 (scalar only), 32 with an odd bloc
     (96, 37, 32),
     (320, 33, 64),
     (384, 65, 128),
+    (2560, 19, 128),  # more than one 2048-k panel block of the int8 GEMM
 ]
 
 

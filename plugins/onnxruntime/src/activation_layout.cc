@@ -7,9 +7,11 @@
 namespace awq2trt_ort {
 namespace {
 
-// Position of k within its 32-k chunk in the a_split order: 16 even k's, then 16 odd k's (the order of the low
-// and high nibbles of 16 packed bytes).
-inline int64_t split_index(int64_t k) { return (k & ~int64_t{31}) + ((k & 1) << 4) + ((k & 31) >> 1); }
+// Position of k when each span of `span` k's (a power of two) is its even k's then its odd k's: with 32, the order
+// of the low and high nibbles of 16 packed bytes (a_split); with 8, of the nibbles of 4 bytes (the int8 GEMM).
+inline int64_t split_index(int64_t k, int64_t span) {
+  return (k & ~(span - 1)) + (k & 1) * (span / 2) + ((k & (span - 1)) >> 1);
+}
 
 }  // namespace
 
@@ -28,7 +30,7 @@ void split_activations(const float* a, int64_t m, int64_t k, float* out) {
 
 // The same blocks as MatMulNBits' accuracy level 4 (one symmetric scale per block of block_size k's per row,
 // amax / 127), so the two modes have the same quantization error and only summation order differs.
-void quantize_activations(const float* a, int64_t k, int64_t group, bool split, int64_t m_begin, int64_t m_end,
+void quantize_activations(const float* a, int64_t k, int64_t group, int split_span, int64_t m_begin, int64_t m_end,
                           int8_t* a_q, float* a_scale, float* a_sum) {
   const int64_t groups = k / group;
   for (int64_t row = m_begin; row < m_end; ++row) {
@@ -44,7 +46,7 @@ void quantize_activations(const float* a, int64_t k, int64_t group, bool split, 
         // nearbyint under the default rounding mode: to nearest, ties to even (as MLAS' cvtps2dq).
         const int32_t q = static_cast<int32_t>(std::nearbyint(in[j] * inverse));
         const int32_t clamped = q > 127 ? 127 : q < -127 ? -127 : q;
-        out[split ? split_index(j) : j] = static_cast<int8_t>(clamped);
+        out[split_span != 0 ? split_index(j, split_span) : j] = static_cast<int8_t>(clamped);
         sum += clamped;
       }
       a_scale[row * groups + g] = scale;

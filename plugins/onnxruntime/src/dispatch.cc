@@ -74,21 +74,24 @@ PathPlan plan_for(const Int4Problem& p) {
   if (p.int8_activations) {
     // The int8 rows take the same shapes as the exact SIMD ones (whole 32-k chunks per block).
     if (path != Path::kScalar && int4_avx2_handles(p)) {
-      if (path == Path::kAvx512 && has_vnni()) return {int8_rows_avx512, Path::kAvx512, true};
-      if (supported(Path::kAvx2)) return {int8_rows_avx2, Path::kAvx2, true};
+      if (path == Path::kAvx512 && has_vnni()) {
+        if (p.m >= kGemmMinRows) return {int8_gemm_avx512, Path::kAvx512, 8, 32};
+        return {int8_rows_avx512, Path::kAvx512, 32};
+      }
+      if (supported(Path::kAvx2)) return {int8_rows_avx2, Path::kAvx2, 32};
     }
-    return {int8_rows_scalar, Path::kScalar, false};
+    return {int8_rows_scalar, Path::kScalar, 0};
   }
   if (path == Path::kAvx512 && int4_avx512_handles(p)) {
-    if (p.m >= kGemmMinRows) return {int4_gemm_avx512, Path::kAvx512, false, int4_gemm_avx512_rows_per_task(p)};
-    return {int4_rows_avx512, Path::kAvx512, true};
+    if (p.m >= kGemmMinRows) return {int4_gemm_avx512, Path::kAvx512, 0, int4_gemm_avx512_rows_per_task(p)};
+    return {int4_rows_avx512, Path::kAvx512, 32};
   }
-  if (path == Path::kAvx2 && int4_avx2_handles(p)) return {int4_rows_avx2, Path::kAvx2, true};
+  if (path == Path::kAvx2 && int4_avx2_handles(p)) return {int4_rows_avx2, Path::kAvx2, 32};
 #else
   (void)p;
-  if (p.int8_activations) return {int8_rows_scalar, Path::kScalar, false};
+  if (p.int8_activations) return {int8_rows_scalar, Path::kScalar, 0};
 #endif
-  return {int4_rows_scalar, Path::kScalar, false};
+  return {int4_rows_scalar, Path::kScalar, 0};
 }
 
 void note_last_path(Path path) { g_last.store(static_cast<int>(path), std::memory_order_relaxed); }

@@ -14,7 +14,9 @@ using RowsFn = void (*)(const Int4Problem&, int64_t, int64_t);
 struct PathPlan {
   RowsFn rows;
   Path path;           // the path that runs (the scalar one when a SIMD path hands the shape over)
-  bool wants_split_a;  // the caller fills Int4Problem::a_split (or, in int8 mode, a_q) in the a_split order first
+  // The caller fills Int4Problem::a_split (exact mode) or a_q (int8 mode) first, each span of this many k's as its
+  // even k's then its odd k's; 0: a_q in k order, no a_split.
+  int split_span;
   int64_t rows_per_task = 32;  // rows of Y per thread-pool task
 };
 

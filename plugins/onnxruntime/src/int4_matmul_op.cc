@@ -55,7 +55,7 @@ void run_task(void* data, size_t task) {
 // accuracy_level 4: the activations' int8 blocks, rows of A split across the pool like rows of Y.
 struct QuantizeJob {
   const Int4Problem* problem;
-  bool split;
+  int split_span;
   int8_t* a_q;
   float *a_scale, *a_sum;
 };
@@ -66,7 +66,7 @@ void quantize_task(void* data, size_t task) {
   const QuantizeJob& job = *static_cast<const QuantizeJob*>(data);
   const Int4Problem& p = *job.problem;
   const int64_t begin = static_cast<int64_t>(task) * kActivationRowsPerTask;
-  quantize_activations(p.a, p.k, p.group, job.split, begin, std::min(begin + kActivationRowsPerTask, p.m), job.a_q,
+  quantize_activations(p.a, p.k, p.group, job.split_span, begin, std::min(begin + kActivationRowsPerTask, p.m), job.a_q,
                        job.a_scale, job.a_sum);
 }
 
@@ -213,11 +213,11 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     a_q.resize(static_cast<size_t>(m * k_));
     a_scale.resize(static_cast<size_t>(m * groups));
     a_sum.resize(static_cast<size_t>(m * groups));
-    QuantizeJob job{&p, plan.wants_split_a, a_q.data(), a_scale.data(), a_sum.data()};
+    QuantizeJob job{&p, plan.split_span, a_q.data(), a_scale.data(), a_sum.data()};
     ctx.ParallelFor(quantize_task, static_cast<size_t>((m + kActivationRowsPerTask - 1) / kActivationRowsPerTask), 0,
                     &job);
     p.a_q = a_q.data(), p.a_scale = a_scale.data(), p.a_sum = a_sum.data();
-  } else if (plan.wants_split_a) {
+  } else if (plan.split_span != 0) {
     a_split.resize(static_cast<size_t>(m * k_));
     split_activations(p.a, m, k_, a_split.data());
     p.a_split = a_split.data();

@@ -18,10 +18,10 @@ struct Int4Problem {
   const float* bias = nullptr;     // [N] or null
   float* y = nullptr;              // [M, N]
   // A with each 32-k chunk reordered as its 16 even k's then its 16 odd k's (the order of the low and high
-  // nibbles of 16 packed bytes); made only for the paths that read it (PathPlan::wants_split_a).
+  // nibbles of 16 packed bytes); made only for the paths that read it (PathPlan::split_span = 32).
   const float* a_split = nullptr;
   // accuracy_level 4: A quantized per block of `group` k's per row, symmetric: a ~= a_q * a_scale.  a_q is in the
-  // a_split order for the SIMD paths (PathPlan::wants_split_a) and in k order for the scalar one; a_sum[m, g] is
+  // order PathPlan::split_span asks (the row paths: a_split's; the int8 GEMM: spans of 8); a_sum[m, g] is
   // a_scale * sum(a_q) over the block (the zero-point term).  Null in exact mode.
   const int8_t* a_q = nullptr;      // [M, K]
   const float* a_scale = nullptr;   // [M, groups]
@@ -50,12 +50,14 @@ void int8_rows_scalar(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 // AVX-512 VNNI (int8_avx512.cc, VPDPBUSD) and AVX2 (int8_avx2.cc, VPMADDUBSW): block_size % 32 == 0.
 void int8_rows_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 void int8_rows_avx2(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+// The VNNI GEMM for M >= kGemmMinRows (int8_gemm_avx512.cc): a_q in spans of 8, 32 output rows per task.
+void int8_gemm_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 
 // a_split for a [M, K] activation, K a multiple of 32.
 void split_activations(const float* a, int64_t m, int64_t k, float* out);
-// Rows [m_begin, m_end) of A as int8 blocks of `group` k's (amax / 127 scale, round to nearest even), written in the
-// a_split order when `split` (group a multiple of 32).
-void quantize_activations(const float* a, int64_t k, int64_t group, bool split, int64_t m_begin, int64_t m_end,
+// Rows [m_begin, m_end) of A as int8 blocks of `group` k's (amax / 127 scale, round to nearest even), each span of
+// split_span k's written as its even k's then its odd k's (0: k order; the span divides the group).
+void quantize_activations(const float* a, int64_t k, int64_t group, int split_span, int64_t m_begin, int64_t m_end,
                           int8_t* a_q, float* a_scale, float* a_sum);
 
 }  // namespace awq2trt_ort
