@@ -37,11 +37,12 @@ Path best_supported() {
   return Path::kScalar;
 }
 
-// The int8 AVX-512 rows need VNNI (VPDPBUSD) on top of the exact path's AVX-512F; a CPU without it (Skylake-SP)
-// runs int8 mode on the AVX2 rows.
+// The int8 AVX-512 rows need VNNI (VPDPBUSD) and BW + VL (masked byte loads) on top of the exact path's AVX-512F; a
+// CPU without them (Skylake-SP lacks VNNI) runs int8 mode on the AVX2 rows.
 bool has_vnni() {
 #if defined(AWQ2TRT_HAVE_X86_PATHS)
-  return __builtin_cpu_supports("avx512vnni");
+  return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
 #else
   return false;
 #endif

@@ -58,8 +58,8 @@ void dequantize_panel(const Int4Problem& p, int64_t n0, int64_t count, int64_t k
       const __m512i zero = _mm512_load_si512(zeros);
       const __m512 scale = _mm512_load_ps(scales);
       // 4 bytes = the 8 codes k .. k + 7 of each n (K is a multiple of 32, so the read stays inside the row).
-      const __m512i codes = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live,
-                                                        _mm512_add_epi32(rows, _mm512_set1_epi32(static_cast<int32_t>(k / 2))), base, 1);
+      const __m512i offsets = _mm512_add_epi32(rows, _mm512_set1_epi32(static_cast<int32_t>(k / 2)));
+      const __m512i codes = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, offsets, base, 1);
       for (int i = 0; i < 8; ++i) {
         const __m512i code = _mm512_and_si512(_mm512_srli_epi32(codes, 4 * i), _mm512_set1_epi32(0x0F));
         const __m512 weight = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(code, zero)), scale);

@@ -214,8 +214,12 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     a_scale.resize(static_cast<size_t>(m * groups));
     a_sum.resize(static_cast<size_t>(m * groups));
     QuantizeJob job{&p, plan.split_span, a_q.data(), a_scale.data(), a_sum.data()};
-    ctx.ParallelFor(quantize_task, static_cast<size_t>((m + kActivationRowsPerTask - 1) / kActivationRowsPerTask), 0,
-                    &job);
+    const size_t tasks = static_cast<size_t>((m + kActivationRowsPerTask - 1) / kActivationRowsPerTask);
+    if (tasks == 1) {
+      quantize_task(&job, 0);  // decode: a few microseconds of work, less than waking the pool
+    } else {
+      ctx.ParallelFor(quantize_task, tasks, 0, &job);
+    }
     p.a_q = a_q.data(), p.a_scale = a_scale.data(), p.a_sum = a_sum.data();
   } else if (plan.split_span != 0) {
     a_split.resize(static_cast<size_t>(m * k_));
@@ -223,7 +227,7 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     p.a_split = a_split.data();
   }
   Job job{&p, plan.rows, plan.rows_per_task};
-  ctx.ParallelFor(run_task, static_cast<size_t>((n_ + plan.rows_per_task - 1) / plan.rows_per_task), 0, &job);
+  ctx.ParallelFor(run_task, static_cast<size_t>((n_ + job.rows_per_task - 1) / job.rows_per_task), 0, &job);
   note_last_path(plan.path);
 
   if (type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {

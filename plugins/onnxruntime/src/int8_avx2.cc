@@ -20,7 +20,7 @@ inline __m256i expand32(const uint8_t* bytes) {
 
 struct Path {
   // 2 x 2 tiles: 4 fp32 and 4 int32 accumulators, 2 code, 1 activation and 1 constant register, of 16 ymm.
-  static constexpr int kRows = 2, kCols = 2;
+  static constexpr int kRows = 2, kCols = 2, kColsSingle = 2;
   template <int MT, int NT>
   static void tile(const Int4Problem& p, int64_t n0, int64_t m0, float out[MT][NT]) {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -52,7 +52,14 @@ struct Path {
       for (int j = 0; j < NT; ++j) {
         __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[r][j]), _mm256_extractf128_ps(acc[r][j], 1));
         half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        out[r][j] = _mm_cvtss_f32(_mm_add_ss(half, _mm_movehdup_ps(half)));
+        // The zero-point term sum_g s_w * z * a_sum, once per output.
+        const int64_t n = n0 + j;
+        float correction = 0.0f;
+        for (int64_t g = 0; g < p.groups; ++g) {
+          const float zero = p.zeros != nullptr ? static_cast<float>(p.zeros[n * p.groups + g]) : 8.0f;
+          correction += p.scales[n * p.groups + g] * zero * p.a_sum[(m0 + r) * p.groups + g];
+        }
+        out[r][j] = _mm_cvtss_f32(_mm_add_ss(half, _mm_movehdup_ps(half))) - correction;
       }
     }
   }

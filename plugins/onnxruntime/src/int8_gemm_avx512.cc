@@ -9,7 +9,8 @@
 // k, k+2, k+4, k+6 and its high nibbles k+1, k+3, k+5, k+7, so A is quantized in that order (spans of 8: even
 // k's then odd k's) and each nibble set is one VPDPBUSD operand.
 //
-// This file alone is compiled with -mavx512f -mavx512vnni; dispatch.cc calls it only when CPUID reports both.
+// This file alone is compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni; dispatch.cc calls it only when CPUID
+// reports all four.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -121,8 +122,10 @@ void tile(const Int4Problem& p, int64_t m0, int64_t n0, int64_t count, int64_t k
   }
   const bool last = k_end == p.k;
   for (int h = 0; h < 2; ++h) {
-    const __m512 bias = last && p.bias != nullptr ? _mm512_maskz_loadu_ps(live[h], p.bias + n0 + 16 * h) : _mm512_setzero_ps();
-    for (int r = 0; r < MT; ++r) _mm512_mask_storeu_ps(p.y + (m0 + r) * p.n + n0 + 16 * h, live[h], _mm512_add_ps(acc[r][h], bias));
+    const __m512 bias =
+        last && p.bias != nullptr ? _mm512_maskz_loadu_ps(live[h], p.bias + n0 + 16 * h) : _mm512_setzero_ps();
+    for (int r = 0; r < MT; ++r)
+      _mm512_mask_storeu_ps(p.y + (m0 + r) * p.n + n0 + 16 * h, live[h], _mm512_add_ps(acc[r][h], bias));
   }
 }
 
