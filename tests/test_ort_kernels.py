@@ -269,9 +269,10 @@ def test_abi_hooks(library: Library) -> None:
         assert path in info.split("paths", 1)[1].split()
 
 
-INT8_SHAPES = [  # (K, N, G): odd N; block 16 (scalar only), 32 with an odd block count, 64, 128
+INT8_SHAPES = [  # (K, N, G): odd N; block 16 (scalar only), 32 with an odd block count, 64, 128; K % 128 != 0
     (48, 5, 16),
     (96, 37, 32),
+    (160, 21, 32),  # one 128-k step of four blocks, then a 32-k rest
     (320, 33, 64),
     (384, 65, 128),
     (2560, 19, 128),  # more than one 2048-k panel block of the int8 GEMM

@@ -13,6 +13,11 @@ inline int64_t split_index(int64_t k, int64_t span) {
   return (k & ~(span - 1)) + (k & 1) * (span / 2) + ((k & (span - 1)) >> 1);
 }
 
+// Spans of `span` k's while whole, the rest of the row (K is a multiple of 32) in spans of 32.
+inline int64_t row_index(int64_t k, int64_t span, int64_t k_total) {
+  return k < k_total / span * span ? split_index(k, span) : split_index(k, 32);
+}
+
 }  // namespace
 
 void split_activations(const float* a, int64_t m, int64_t k, float* out) {
@@ -40,13 +45,14 @@ void quantize_activations(const float* a, int64_t k, int64_t group, int split_sp
       for (int64_t j = 0; j < group; ++j) amax = std::fmax(amax, std::fabs(in[j]));
       const float scale = amax / 127.0f;
       const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
-      int8_t* out = a_q + row * k + g * group;
+      int8_t* out = a_q + row * k;
       int32_t sum = 0;
       for (int64_t j = 0; j < group; ++j) {
         // nearbyint under the default rounding mode: to nearest, ties to even (as MLAS' cvtps2dq).
         const int32_t q = static_cast<int32_t>(std::nearbyint(in[j] * inverse));
         const int32_t clamped = q > 127 ? 127 : q < -127 ? -127 : q;
-        out[split_span != 0 ? split_index(j, split_span) : j] = static_cast<int8_t>(clamped);
+        const int64_t at = g * group + j;
+        out[split_span != 0 ? row_index(at, split_span, k) : at] = static_cast<int8_t>(clamped);
         sum += clamped;
       }
       a_scale[row * groups + g] = scale;

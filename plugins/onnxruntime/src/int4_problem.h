@@ -21,7 +21,7 @@ struct Int4Problem {
   // nibbles of 16 packed bytes); made only for the paths that read it (PathPlan::split_span = 32).
   const float* a_split = nullptr;
   // accuracy_level 4: A quantized per block of `group` k's per row, symmetric: a ~= a_q * a_scale.  a_q is in the
-  // order PathPlan::split_span asks (the row paths: a_split's; the int8 GEMM: spans of 8); a_sum[m, g] is
+  // order PathPlan::split_span asks (the int8 rows: spans of 128 or 32; the int8 GEMM: 8); a_sum[m, g] is
   // a_scale * sum(a_q) over the block (the zero-point term).  Null in exact mode.
   const int8_t* a_q = nullptr;      // [M, K]
   const float* a_scale = nullptr;   // [M, groups]
@@ -56,7 +56,8 @@ void int8_gemm_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 // a_split for a [M, K] activation, K a multiple of 32.
 void split_activations(const float* a, int64_t m, int64_t k, float* out);
 // Rows [m_begin, m_end) of A as int8 blocks of `group` k's (amax / 127 scale, round to nearest even), each span of
-// split_span k's written as its even k's then its odd k's (0: k order; the span divides the group).
+// split_span k's written as its even k's then its odd k's (0: k order); where a row's last span would be short,
+// its rest goes in spans of 32.
 void quantize_activations(const float* a, int64_t k, int64_t group, int split_span, int64_t m_begin, int64_t m_end,
                           int8_t* a_q, float* a_scale, float* a_sum);
 

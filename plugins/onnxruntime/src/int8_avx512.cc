@@ -2,11 +2,13 @@
 // four products into one of 16 int32 lanes, exactly; the block's two scales are applied once per block in fp32.
 //
 // Codes stay unsigned (0..15, the instruction's unsigned operand) and the zero point enters as z * sum(a_q)
-// (added in fp32 once per output, vectorized over 16 blocks), so no per-code subtraction is needed.  32 packed
-// bytes (64 k's) become 64 code bytes in the a_split order the activations were quantized in: [low nibbles of
-// bytes 0-15, their high nibbles, low of 16-31, high of 16-31], i.e. each 32-k chunk as its 16 even k's then its
-// 16 odd k's.  So lanes 0-7 of a step are the
-// first 32-k chunk and lanes 8-15 the second, which lets block_size 32 take two blocks per step.
+// (added in fp32 once per output, vectorized over 16 blocks), so no per-code subtraction is needed.
+//
+// A step is 64 packed bytes (128 k's) in one load with no shuffles: its low nibbles are the 64 even k's and its
+// high nibbles the 64 odd k's, so A is quantized in spans of 128 (even k's, then odd k's) and each nibble set is
+// one VPDPBUSD operand.  Lane l of a step covers k's 8l .. 8l + 7, so for block_size 32 or 64 one step holds 4 or 2
+// blocks and the block scales go to the lanes by a permute.  A row's last K % 128 k's go in 32-k chunks (A in
+// spans of 32 there: [16 low nibbles, 16 high nibbles] of 16 bytes).
 //
 // This file alone is compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni; dispatch.cc calls it only when
 // CPUID reports all four.
@@ -27,15 +29,7 @@
 namespace awq2trt_ort {
 namespace {
 
-// 32 packed bytes -> 64 codes in the a_split order (above).
-inline __m512i expand64(const uint8_t* bytes) {
-  const __m512i both = _mm512_permutexvar_epi64(
-      _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
-      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes))));
-  // 128-bit lanes 1 and 3 take the high nibbles; a 64-bit shift is enough as the mask drops what crosses bytes.
-  const __m512i nibbles = _mm512_mask_blend_epi64(0xCC, both, _mm512_srli_epi64(both, 4));
-  return _mm512_and_si512(nibbles, _mm512_set1_epi8(0x0F));
-}
+constexpr int64_t kStep = 128;  // k's per 64-byte load
 
 // 16 packed bytes (one 32-k chunk) -> 32 codes in lanes 0-7, zeros above.
 inline __m512i expand32(const uint8_t* bytes) {
@@ -45,7 +39,7 @@ inline __m512i expand32(const uint8_t* bytes) {
 }
 
 struct Path {
-  // 4 x 2 tiles: 8 fp32 and 8 int32 accumulators, 2 code and 1 activation register, of 32 zmm; a single
+  // 4 x 2 tiles: 8 fp32 and 8 int32 accumulators, 4 code and 2 activation registers, of 32 zmm; a single
   // activation row takes 4 output rows per tile, so one activation load serves four.
   static constexpr int kRows = 4, kCols = 2, kColsSingle = 4;
   template <int MT, int NT>
@@ -62,49 +56,67 @@ struct Path {
       codes[j] = p.codes + (n0 + j) * p.row_bytes;
       w_scale[j] = p.scales + (n0 + j) * p.groups;
     }
-
-    // Adds the int32 dot products of one step (or block) times their per-lane scale to the fp32 accumulators.
-    auto flush = [&](__m512i dots[MT][NT], auto scale_of) {
-      for (int r = 0; r < MT; ++r)
-        for (int j = 0; j < NT; ++j)
-          acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[r][j]), scale_of(r, j), acc[r][j]);
-    };
     __m512i dots[MT][NT];
     auto clear = [&] {
       for (int r = 0; r < MT; ++r)
         for (int j = 0; j < NT; ++j) dots[r][j] = _mm512_setzero_si512();
     };
-    auto step = [&](int64_t k, bool whole) {  // 64 k's from k (or 32 when !whole)
-      __m512i w[NT];
-      for (int j = 0; j < NT; ++j) w[j] = whole ? expand64(codes[j] + k / 2) : expand32(codes[j] + k / 2);
+    // Adds the int32 dot products times their per-lane scale to the fp32 accumulators.
+    auto flush = [&](auto scale_of) {
+      for (int r = 0; r < MT; ++r)
+        for (int j = 0; j < NT; ++j)
+          acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[r][j]), scale_of(r, j), acc[r][j]);
+    };
+    auto step = [&](int64_t k) {  // 128 k's from k
+      const __m512i nibbles = _mm512_set1_epi8(0x0F);
+      __m512i low[NT], high[NT];
+      for (int j = 0; j < NT; ++j) {
+        const __m512i bytes = _mm512_loadu_si512(codes[j] + k / 2);
+        low[j] = _mm512_and_si512(bytes, nibbles);
+        high[j] = _mm512_and_si512(_mm512_srli_epi64(bytes, 4), nibbles);  // bits crossing bytes are masked off
+      }
       for (int r = 0; r < MT; ++r) {
-        const __m512i x =
-            whole ? _mm512_loadu_si512(a[r] + k)
-                  : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[r] + k)));
-        for (int j = 0; j < NT; ++j) dots[r][j] = _mm512_dpbusd_epi32(dots[r][j], w[j], x);
+        const __m512i even = _mm512_loadu_si512(a[r] + k), odd = _mm512_loadu_si512(a[r] + k + 64);
+        for (int j = 0; j < NT; ++j)
+          dots[r][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(dots[r][j], low[j], even), high[j], odd);
       }
     };
 
-    if (p.group == 32) {  // two blocks per step: lanes 0-7 block g, lanes 8-15 block g + 1
-      int64_t g = 0;
-      for (; g + 1 < p.groups; g += 2) {
-        clear();
-        step(g * 32, true);
-        flush(dots, [&](int r, int j) {
-          return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(w_scale[j][g] * a_scale[r][g]),
-                                      _mm512_set1_ps(w_scale[j][g + 1] * a_scale[r][g + 1]));
-        });
-      }
-      if (g < p.groups) {
-        clear();
-        step(g * 32, false);
-        flush(dots, [&](int r, int j) { return _mm512_set1_ps(w_scale[j][g] * a_scale[r][g]); });
-      }
-    } else {  // block_size a multiple of 64: whole steps per block
+    const int64_t main_end = p.k / kStep * kStep;
+    if (p.group >= kStep) {  // whole steps per block
+      const int64_t steps_per_block = p.group / kStep;
       for (int64_t g = 0; g < p.groups; ++g) {
         clear();
-        for (int64_t k = g * p.group; k < (g + 1) * p.group; k += 64) step(k, true);
-        flush(dots, [&](int r, int j) { return _mm512_set1_ps(w_scale[j][g] * a_scale[r][g]); });
+        for (int64_t s = 0; s < steps_per_block; ++s) step(g * p.group + s * kStep);
+        flush([&](int r, int j) { return _mm512_set1_ps(w_scale[j][g] * a_scale[r][g]); });
+      }
+    } else {  // 128 / G blocks per step; lane l belongs to block (8 l) / G of the step
+      const int64_t per_step = kStep / p.group;
+      const __m512i lane_block = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96,
+                                                                     104, 112, 120),
+                                                   p.group == 64 ? 6 : 5);
+      const __mmask16 blocks = static_cast<__mmask16>((1u << per_step) - 1u);
+      for (int64_t k = 0; k < main_end; k += kStep) {
+        clear();
+        step(k);
+        const int64_t g = k / p.group;
+        __m512 a_scales[MT];
+        for (int r = 0; r < MT; ++r) a_scales[r] = _mm512_maskz_loadu_ps(blocks, a_scale[r] + g);
+        flush([&](int r, int j) {
+          const __m512 products = _mm512_mul_ps(_mm512_maskz_loadu_ps(blocks, w_scale[j] + g), a_scales[r]);
+          return _mm512_permutexvar_ps(lane_block, products);
+        });
+      }
+      for (int64_t k = main_end; k < p.k; k += 32) {  // the row's rest: 32-k chunks, each inside one block
+        clear();
+        __m512i w[NT];
+        for (int j = 0; j < NT; ++j) w[j] = expand32(codes[j] + k / 2);
+        for (int r = 0; r < MT; ++r) {
+          const __m512i x = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[r] + k)));
+          for (int j = 0; j < NT; ++j) dots[r][j] = _mm512_dpbusd_epi32(dots[r][j], w[j], x);
+        }
+        const int64_t g = k / p.group;
+        flush([&](int r, int j) { return _mm512_set1_ps(w_scale[j][g] * a_scale[r][g]); });
       }
     }
     // The zero-point term sum_g s_w * z * a_sum, 16 blocks per step, into the same accumulators before the one
