@@ -11,8 +11,9 @@ is timed; then the engines are timed in turn, round by round, and the table give
 Decode reads weights that are not in any cache, so for small M a model holds enough copies of the node, each
 with its own weights, that one run streams ``--stream-mib`` (more than the L3); a time per call is the run's time
 divided by the copies.  For large M the kernels are compute-bound and one node is timed.  The machine's read
-bandwidth is probed in the same run, between cases: two threads each sum half of a 1 GiB float64 buffer (numpy
-releases the GIL in the reduction; on this machine it reads as fast as an AVX-512 C loop did).
+bandwidth is probed in the same run, before every round: two threads each sum half of a 1 GiB float64 buffer
+(numpy releases the GIL in the reduction; once checked here against a two-thread AVX-512 C read loop, both gave
+5-6 GB/s).
 """
 
 from __future__ import annotations
