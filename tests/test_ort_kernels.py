@@ -21,6 +21,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from awq2trt.targets.matmul_nbits import pack_zero_points
 from tests.conftest import ROOT
 from tests.ort_driver import IrSession
 
@@ -84,6 +85,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
     handle.awq2trt_ort_force_path.argtypes = [ctypes.c_int]
     handle.awq2trt_ort_active_path.restype = ctypes.c_char_p
     handle.awq2trt_ort_last_path.restype = ctypes.c_char_p
+    handle.awq2trt_ort_build_info.restype = ctypes.c_char_p
     return Library(path, handle)
 
 
@@ -111,8 +113,19 @@ def test_dispatch_picks_the_best_path_this_cpu_has(library: Library) -> None:
     assert library.active_path() == best
 
 
-def _int4_node_model(k: int, n: int, group: int, zero_points: bool, bias: bool, dtype: type, rank: int) -> tuple:
-    """One Int4MatMul node over random codes, and the numpy float64 reference weight and bias."""
+def _int4_node_model(
+    k: int,
+    n: int,
+    group: int,
+    zero_points: bool,
+    bias: bool,
+    dtype: type,
+    rank: int,
+    accuracy_level: int | None = None,
+    matmul_nbits: bool = False,
+) -> tuple:
+    """One Int4MatMul node (or, on the same data, MatMulNBits) over random codes, and the numpy float64 reference
+    weight and bias."""
     rng = np.random.default_rng(k * 7919 + n * 31 + group)
     groups = k // group
     codes = rng.integers(0, 16, size=(n, k), dtype=np.uint8)
@@ -121,18 +134,24 @@ def _int4_node_model(k: int, n: int, group: int, zero_points: bool, bias: bool, 
     zeros = rng.integers(0, 16, size=(n, groups), dtype=np.uint8)
     bias_values = rng.standard_normal(n).astype(dtype)
     initializers = [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "scales")]
-    inputs = ["A", "B", "scales", "", ""]
+    inputs = ["A", "B", "scales", "", "", ""]
+    if matmul_nbits:  # ORT's layout (awq2trt/targets/ort.py): B blocked per group, zero points two per byte
+        initializers[0] = numpy_helper.from_array(packed.reshape(n, groups, group // 2), "B")
     if zero_points:
-        initializers.append(numpy_helper.from_array(zeros, "zeros"))
+        initializers.append(numpy_helper.from_array(pack_zero_points(zeros) if matmul_nbits else zeros, "zeros"))
         inputs[3] = "zeros"
     if bias:
         initializers.append(numpy_helper.from_array(bias_values, "bias"))
-        inputs[4] = "bias"
+        inputs[5 if matmul_nbits else 4] = "bias"
     while inputs[-1] == "":
         inputs.pop()
     elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.FLOAT16
     lead = ["batch", "seq"] if rank == 3 else ["m"]
-    node = helper.make_node("Int4MatMul", inputs, ["Y"], domain="awq2trt", K=k, N=n, bits=4, block_size=group)
+    attributes = {"K": k, "N": n, "bits": 4, "block_size": group}
+    if accuracy_level is not None:
+        attributes["accuracy_level"] = accuracy_level
+    op, domain = ("MatMulNBits", "com.microsoft") if matmul_nbits else ("Int4MatMul", "awq2trt")
+    node = helper.make_node(op, inputs, ["Y"], name="the_node", domain=domain, **attributes)
     graph = helper.make_graph(
         [node],
         "one_node",
@@ -140,7 +159,8 @@ def _int4_node_model(k: int, n: int, group: int, zero_points: bool, bias: bool, 
         [helper.make_tensor_value_info("Y", elem, [*lead, n])],
         initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("awq2trt", 1)])
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("awq2trt", 1), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
     used_zeros = zeros if zero_points else np.full((n, groups), 8)
     weight = (codes.astype(np.float64) - np.repeat(used_zeros, group, axis=1)) * np.repeat(
         scales.astype(np.float64), group, axis=1
@@ -155,6 +175,7 @@ SHAPES = [  # (K, N, G): one group; an odd number of groups (K not a multiple of
     (192, 65, 64),
     (384, 33, 128),
     (640, 48, 128),
+    (2560, 37, 128),  # more than one 1024-k panel block of the AVX-512 GEMM
 ]
 
 
@@ -168,7 +189,7 @@ def test_node_matches_numpy_fp32(library: Library, k: int, n: int, group: int, z
     try:
         for path in _runnable_paths(library):
             assert library.force(path)
-            for m in (1, 7, 64):
+            for m in (1, 7, 19, 64):  # 19 and 64: the AVX-512 GEMM (M >= 16), with and without a row tail
                 a = rng.standard_normal((m, k)).astype(np.float32)
                 got = session.run(None, {"A": a})[0]
                 want = a.astype(np.float64) @ weight.T + bias_values
@@ -198,17 +219,98 @@ def test_node_matches_numpy_fp16_rank3(library: Library, zero_points: bool) -> N
         library.force(None)
 
 
-def test_bad_attributes_and_shapes_are_errors_not_crashes(library: Library) -> None:
+def test_bad_shape_at_run_time_is_an_error_not_a_crash(library: Library) -> None:
     import onnx
 
     model, _, _ = _int4_node_model(192, 37, 64, True, False, np.float32, rank=2)
     proto = onnx.load_from_string(model)
     proto.graph.input[0].type.tensor_type.shape.dim[-1].dim_param = "k"  # so the wrong K reaches our kernel
-    with pytest.raises(Exception, match=r"A has shape \[3, 100\], expected \[\.\.\., K\]"):
+    with pytest.raises(Exception, match=r"'the_node': A has shape \[3, 100\], expected \[\.\.\., K\]"):
         library.session(proto.SerializeToString()).run(None, {"A": np.zeros((3, 100), np.float32)})
-    next(a for a in proto.graph.node[0].attribute if a.name == "bits").i = 3
-    with pytest.raises(Exception, match="bits=3 is not supported"):
-        library.session(proto.SerializeToString()).run(None, {"A": np.zeros((1, 192), np.float32)})
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "message"),
+    [
+        ("bits", 3, r"bits=3 is not supported \(only 4\)"),
+        ("bits", 8, r"bits=8 is not supported"),
+        ("block_size", 48, r"block_size=48 is not supported \(a power of two >= 16\)"),
+        ("block_size", 8, r"block_size=8 is not supported"),
+        ("accuracy_level", 2, r"accuracy_level=2 is not supported \(0: fp32 activations, 4: int8"),
+        ("accuracy_level", -1, r"accuracy_level=-1 is not supported"),
+        ("K", 256, r"A has shape \[-1, 192\], expected \[\.\.\., 256\] for K=256"),
+        ("N", 40, r"B has shape \[37, 96\], expected \[40, 96\] for K=192, N=40"),
+        ("block_size", 32, r"scales has shape \[37, 3\], expected \[37, 6\]"),
+    ],
+)
+def test_unsupported_attributes_fail_at_session_creation(
+    library: Library, attribute: str, value: int, message: str
+) -> None:
+    """One ONNX Runtime error naming the node and what is wrong, raised when the session is made, not a crash."""
+    import onnx
+
+    model, _, _ = _int4_node_model(192, 37, 64, True, False, np.float32, rank=2, accuracy_level=0)
+    proto = onnx.load_from_string(model)
+    next(a for a in proto.graph.node[0].attribute if a.name == attribute).i = value
+    with pytest.raises(Exception, match=f"awq2trt::Int4MatMul node 'the_node': {message}"):
+        library.session(proto.SerializeToString())
+
+
+def test_abi_hooks(library: Library) -> None:
+    """The runtime's contract: ABI version 1, and build info naming the version, the API and the paths."""
+    assert library.handle.awq2trt_ort_abi_version() == 1
+    info = library.handle.awq2trt_ort_build_info().decode()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    version = next(line for line in pyproject.splitlines() if line.startswith("version")).split('"')[1]
+    header = ((_headers() or Path()) / "onnxruntime_c_api.h").read_text()
+    api = next(line.split()[2] for line in header.splitlines() if line.startswith("#define ORT_API_VERSION"))
+    assert info.startswith(f"awq2trt_ort {version}; ONNX Runtime API {api}; paths scalar"), info
+    for path in _runnable_paths(library):
+        assert path in info.split("paths", 1)[1].split()
+
+
+INT8_SHAPES = [  # (K, N, G): odd N; block 16 (scalar only), 32 with an odd block count, 64, 128; K % 128 != 0
+    (48, 5, 16),
+    (96, 37, 32),
+    (160, 21, 32),  # one 128-k step of four blocks, then a 32-k rest
+    (320, 33, 64),
+    (384, 65, 128),
+    (2560, 19, 128),  # more than one 2048-k panel block of the int8 GEMM
+]
+
+
+@pytest.mark.parametrize(("k", "n", "group"), INT8_SHAPES)
+@pytest.mark.parametrize(("zero_points", "bias"), [(True, True), (False, False)])
+def test_int8_mode_is_within_matmulnbits_level4_error(
+    library: Library, k: int, n: int, group: int, zero_points: bool, bias: bool
+) -> None:
+    """accuracy_level 4: against the float64 reference, every path's max error is at most 1.5x that of ORT's own
+    MatMulNBits at level 4 on the same data (measured here), M = 1..16 and 64."""
+    ours_model, weight, bias_values = _int4_node_model(k, n, group, zero_points, bias, np.float32, 2, 4)
+    theirs_model, _, _ = _int4_node_model(k, n, group, zero_points, bias, np.float32, 2, 4, matmul_nbits=True)
+    ours, theirs = library.session(ours_model), library.session(theirs_model)
+    exact, _, _ = _int4_node_model(k, n, group, zero_points, bias, np.float32, 2, 0)
+    exact_session = library.session(exact)
+    rng = np.random.default_rng(11)
+    inputs = [rng.standard_normal((m, k)).astype(np.float32) for m in [*range(1, 17), 64]]
+    try:
+        for path in _runnable_paths(library):
+            assert library.force(path)
+            for a in inputs:
+                want = a.astype(np.float64) @ weight.T + bias_values
+                got = ours.run(None, {"A": a})[0]
+                assert library.last_path() == (path if group % 32 == 0 else "scalar")
+                their_error = float(np.abs(theirs.run(None, {"A": a})[0] - want).max())
+                error = float(np.abs(got - want).max())
+                scale = float(np.abs(want).max())
+                assert error <= 1.5 * their_error + 1e-6 * scale, (
+                    f"{path}, M={len(a)}: {error:.3e} vs {their_error:.3e}"
+                )
+                # and it is the int8 mode, not the exact one: level 0 is far closer to the reference
+                exact_error = float(np.abs(exact_session.run(None, {"A": a})[0] - want).max())
+                assert exact_error < 0.1 * error, f"{path}, M={len(a)}: level 4 looks exact ({error:.2e})"
+    finally:
+        library.force(None)
 
 
 @pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128"])

@@ -1,8 +1,24 @@
-// The de-interleaved activation layout the SIMD paths read (Int4Problem::a_split): made once per call, before
-// the rows are split across threads, so each thread reads it instead of shuffling nibbles.
+// The activation layouts the paths read, made once per call before the rows of Y are split across threads:
+// the de-interleaved fp32 order of the SIMD paths (Int4Problem::a_split) and the int8 blocks of accuracy_level 4.
+#include <cmath>
+
 #include "int4_problem.h"
 
 namespace awq2trt_ort {
+namespace {
+
+// Position of k when each span of `span` k's (a power of two) is its even k's then its odd k's: with 32, the order
+// of the low and high nibbles of 16 packed bytes (a_split); with 8, of the nibbles of 4 bytes (the int8 GEMM).
+inline int64_t split_index(int64_t k, int64_t span) {
+  return (k & ~(span - 1)) + (k & 1) * (span / 2) + ((k & (span - 1)) >> 1);
+}
+
+// Spans of `span` k's while whole, the rest of the row (K is a multiple of 32) in spans of 32.
+inline int64_t row_index(int64_t k, int64_t span, int64_t k_total) {
+  return k < k_total / span * span ? split_index(k, span) : split_index(k, 32);
+}
+
+}  // namespace
 
 void split_activations(const float* a, int64_t m, int64_t k, float* out) {
   for (int64_t row = 0; row < m; ++row) {
@@ -13,6 +29,41 @@ void split_activations(const float* a, int64_t m, int64_t k, float* out) {
         chunk[j] = in[2 * j];
         chunk[16 + j] = in[2 * j + 1];
       }
+    }
+  }
+}
+
+// The same blocks as MatMulNBits' accuracy level 4 (one symmetric scale per block of block_size k's per row,
+// amax / 127), so the two modes have the same quantization error and only summation order differs.
+void quantize_activations(const float* a, int64_t k, int64_t group, int split_span, int64_t m_begin, int64_t m_end,
+                          int8_t* a_q, float* a_scale, float* a_sum) {
+  const int64_t groups = k / group;
+  for (int64_t row = m_begin; row < m_end; ++row) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* in = a + row * k + g * group;
+      float amax = 0.0f;
+      for (int64_t j = 0; j < group; ++j) {
+        const float magnitude = std::fabs(in[j]);
+        amax = magnitude > amax ? magnitude : amax;  // inline, unlike fmax (a libm call per element at -O2)
+      }
+      const float scale = amax / 127.0f;
+      const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+      int8_t* out = a_q + row * k;
+      int32_t sum = 0;
+      for (int64_t j = 0; j < group; ++j) {
+        // Round to nearest, ties to even (as MLAS' cvtps2dq) by adding and removing 1.5 * 2^23: exact for |x| <=
+        // 2^22 under the default rounding mode, and inline where nearbyint was a libm call per element (at M = 128
+        // it cost as much as the int8 GEMM itself).
+        constexpr float kRound = 12582912.0f;
+        const float scaled = in[j] * inverse;
+        const int32_t q = static_cast<int32_t>((scaled + kRound) - kRound);
+        const int32_t clamped = q > 127 ? 127 : q < -127 ? -127 : q;
+        const int64_t at = g * group + j;
+        out[split_span != 0 ? row_index(at, split_span, k) : at] = static_cast<int8_t>(clamped);
+        sum += clamped;
+      }
+      a_scale[row * groups + g] = scale;
+      a_sum[row * groups + g] = scale * static_cast<float>(sum);
     }
   }
 }

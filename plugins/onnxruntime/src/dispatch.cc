@@ -37,6 +37,17 @@ Path best_supported() {
   return Path::kScalar;
 }
 
+// The int8 AVX-512 rows need VNNI (VPDPBUSD) and BW + VL (masked byte loads) on top of the exact path's AVX-512F; a
+// CPU without them (Skylake-SP lacks VNNI) runs int8 mode on the AVX2 rows.
+bool has_vnni() {
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
+  return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
 std::atomic<int> g_forced{-1};
 std::atomic<int> g_last{-1};
 
@@ -61,12 +72,27 @@ bool force_path(int path) {
 PathPlan plan_for(const Int4Problem& p) {
 #if defined(AWQ2TRT_HAVE_X86_PATHS)
   const Path path = active_path();
-  if (path == Path::kAvx512 && int4_avx512_handles(p)) return {int4_rows_avx512, Path::kAvx512, true};
-  if (path == Path::kAvx2 && int4_avx2_handles(p)) return {int4_rows_avx2, Path::kAvx2, true};
+  if (p.int8_activations) {
+    // The int8 rows take the same shapes as the exact SIMD ones (whole 32-k chunks per block).
+    if (path != Path::kScalar && int4_avx2_handles(p)) {
+      if (path == Path::kAvx512 && has_vnni()) {
+        if (p.m >= kGemmMinRows) return {int8_gemm_avx512, Path::kAvx512, 8, 32};
+        return {int8_rows_avx512, Path::kAvx512, 128};
+      }
+      if (supported(Path::kAvx2)) return {int8_rows_avx2, Path::kAvx2, 32};
+    }
+    return {int8_rows_scalar, Path::kScalar, 0};
+  }
+  if (path == Path::kAvx512 && int4_avx512_handles(p)) {
+    if (p.m >= kGemmMinRows) return {int4_gemm_avx512, Path::kAvx512, 0, int4_gemm_avx512_rows_per_task(p)};
+    return {int4_rows_avx512, Path::kAvx512, 32};
+  }
+  if (path == Path::kAvx2 && int4_avx2_handles(p)) return {int4_rows_avx2, Path::kAvx2, 32};
 #else
   (void)p;
+  if (p.int8_activations) return {int8_rows_scalar, Path::kScalar, 0};
 #endif
-  return {int4_rows_scalar, Path::kScalar, false};
+  return {int4_rows_scalar, Path::kScalar, 0};
 }
 
 void note_last_path(Path path) { g_last.store(static_cast<int>(path), std::memory_order_relaxed); }
@@ -83,6 +109,14 @@ const char* path_name(Path path) {
       return "avx2";
   }
   return "unknown";
+}
+
+const char* compiled_paths() {
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
+  return "scalar avx2 avx512 avx512vnni";
+#else
+  return "scalar";
+#endif
 }
 
 }  // namespace awq2trt_ort

@@ -14,8 +14,15 @@ using RowsFn = void (*)(const Int4Problem&, int64_t, int64_t);
 struct PathPlan {
   RowsFn rows;
   Path path;           // the path that runs (the scalar one when a SIMD path hands the shape over)
-  bool wants_split_a;  // the caller fills Int4Problem::a_split first
+  // The caller fills Int4Problem::a_split (exact mode) or a_q (int8 mode) first, each span of this many k's as its
+  // even k's then its odd k's; 0: a_q in k order, no a_split.
+  int split_span;
+  int64_t rows_per_task = 32;  // rows of Y per thread-pool task
 };
+
+// Exact mode on AVX-512 switches from the per-row table loop to the blocked GEMM (which reads A in k order, not
+// a_split) at this many activation rows.
+constexpr int64_t kGemmMinRows = 16;
 
 // The path the next Compute uses: the forced one if set, else the best this CPU supports.
 Path active_path();
@@ -24,6 +31,8 @@ bool force_path(int path);
 // How to compute this problem on the active path (a SIMD path hands shapes it does not take to the scalar one).
 PathPlan plan_for(const Int4Problem& p);
 const char* path_name(Path path);
+// The SIMD paths this build has, for awq2trt_ort_build_info: e.g. "scalar avx2 avx512 avx512vnni".
+const char* compiled_paths();
 
 // The path the last finished Compute ran (tests check that a forced path was not silently handed over).
 void note_last_path(Path path);

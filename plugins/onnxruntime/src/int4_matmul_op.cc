@@ -17,8 +17,6 @@ namespace {
 
 std::atomic<uint64_t> g_compute_count{0};
 
-// Rows of Y per thread-pool task: enough codes per task (≥ 32 rows × K/2 bytes) that scheduling is noise.
-constexpr int64_t kRowsPerTask = 32;
 
 [[noreturn]] void fail(const std::string& node, const std::string& what) {
   throw std::invalid_argument("awq2trt::Int4MatMul node '" + node + "': " + what);
@@ -45,12 +43,58 @@ std::vector<float> to_float(const T* data, size_t count) {
 struct Job {
   const Int4Problem* problem;
   RowsFn rows;
+  int64_t rows_per_task;  // PathPlan's: enough work per task (>= 32 rows x K/2 bytes of codes) that scheduling is noise
 };
 
 void run_task(void* data, size_t task) {
   const Job& job = *static_cast<const Job*>(data);
-  const int64_t begin = static_cast<int64_t>(task) * kRowsPerTask;
-  job.rows(*job.problem, begin, std::min(begin + kRowsPerTask, job.problem->n));
+  const int64_t begin = static_cast<int64_t>(task) * job.rows_per_task;
+  job.rows(*job.problem, begin, std::min(begin + job.rows_per_task, job.problem->n));
+}
+
+// accuracy_level 4: the activations' int8 blocks, rows of A split across the pool like rows of Y.
+struct QuantizeJob {
+  const Int4Problem* problem;
+  int split_span;
+  int8_t* a_q;
+  float *a_scale, *a_sum;
+};
+
+constexpr int64_t kActivationRowsPerTask = 8;
+
+void quantize_task(void* data, size_t task) {
+  const QuantizeJob& job = *static_cast<const QuantizeJob*>(data);
+  const Int4Problem& p = *job.problem;
+  const int64_t begin = static_cast<int64_t>(task) * kActivationRowsPerTask;
+  quantize_activations(p.a, p.k, p.group, job.split_span, begin, std::min(begin + kActivationRowsPerTask, p.m), job.a_q,
+                       job.a_scale, job.a_sum);
+}
+
+// Inputs whose shapes the graph fixes (initializers, typed inputs) must agree with K and N already at session
+// creation; symbolic dimensions are checked again at run time (Compute).
+void check_static_shapes(const Ort::ConstKernelInfo& info, const std::string& node, int64_t k, int64_t n,
+                         int64_t group) {
+  const int64_t groups = k / group;
+  const std::vector<std::vector<int64_t>> want = {{-1, k}, {n, (k + 1) / 2}, {n, groups}, {n, groups}, {n}};
+  const char* names[] = {"A", "B", "scales", "zero_points", "bias"};
+  for (size_t i = 0; i < info.GetInputCount() && i < want.size(); ++i) {
+    std::vector<int64_t> got;
+    try {
+      got = info.GetInputTypeInfo(i).GetTensorTypeAndShapeInfo().GetShape();
+    } catch (const Ort::Exception&) {
+      continue;  // an omitted optional input, or no type known
+    }
+    if (got.empty()) continue;  // unknown rank
+    const std::vector<int64_t>& expected = want[i];
+    const bool is_a = i == 0;
+    bool agrees = is_a ? got.back() < 0 || got.back() == k : got.size() == expected.size();
+    for (size_t d = 0; !is_a && agrees && d < got.size(); ++d) agrees = got[d] < 0 || got[d] == expected[d];
+    if (!agrees) {
+      fail(node, std::string(names[i]) + " has shape " + dims_text(got) + ", expected " +
+                     (is_a ? "[..., " + std::to_string(k) + "]" : dims_text(expected)) + " for K=" +
+                     std::to_string(k) + ", N=" + std::to_string(n) + ", block_size=" + std::to_string(group));
+    }
+  }
 }
 
 OrtStatusPtr to_status(const std::exception& error) {
@@ -74,18 +118,30 @@ OrtStatusPtr Int4MatMulOp::CreateKernelV2(const OrtApi& /*api*/, const OrtKernel
         fail(node, std::string("missing int attribute ") + name);
       }
     };
+    auto optional_attribute = [&](const char* name, int64_t fallback) {
+      try {
+        return kernel_info.GetAttribute<int64_t>(name);
+      } catch (const Ort::Exception&) {
+        return fallback;  // absent: the schema's default
+      }
+    };
     const int64_t k = attribute("K"), n = attribute("N"), group = attribute("block_size");
-    int64_t bits = 4;  // the schema's default
-    try {
-      bits = kernel_info.GetAttribute<int64_t>("bits");
-    } catch (const Ort::Exception&) {
-    }
+    const int64_t bits = optional_attribute("bits", 4), accuracy_level = optional_attribute("accuracy_level", 0);
     if (bits != 4) fail(node, "bits=" + std::to_string(bits) + " is not supported (only 4)");
-    if (k <= 0 || n <= 0 || group <= 0 || k % group != 0) {
-      fail(node, "K=" + std::to_string(k) + ", N=" + std::to_string(n) + ", block_size=" + std::to_string(group) +
-                     ": need positive values with K a multiple of block_size");
+    // Powers of two >= 16, as MatMulNBits takes: the SIMD paths work in 32-k chunks, the scalar one any size.
+    if (group < 16 || (group & (group - 1)) != 0) {
+      fail(node, "block_size=" + std::to_string(group) + " is not supported (a power of two >= 16)");
     }
-    *kernel = new Int4MatMulKernel(k, n, group, type_, node);
+    if (k <= 0 || n <= 0 || k % group != 0) {
+      fail(node, "K=" + std::to_string(k) + ", N=" + std::to_string(n) + ", block_size=" + std::to_string(group) +
+                     ": need positive K and N with K a multiple of block_size");
+    }
+    if (accuracy_level != 0 && accuracy_level != 4) {
+      fail(node, "accuracy_level=" + std::to_string(accuracy_level) +
+                     " is not supported (0: fp32 activations, 4: int8 activations per block)");
+    }
+    check_static_shapes(kernel_info, node, k, n, group);
+    *kernel = new Int4MatMulKernel(k, n, group, accuracy_level, type_, node);
     return nullptr;
   } catch (const std::exception& error) {
     return to_status(error);
@@ -149,15 +205,29 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     p.a = a32.data(), p.scales = s32.data(), p.bias = bias_value ? bias32.data() : nullptr, p.y = y32.data();
   }
 
+  p.int8_activations = accuracy_level_ == 4;
   const PathPlan plan = plan_for(p);
-  std::vector<float> a_split;
-  if (plan.wants_split_a) {
+  std::vector<float> a_split, a_scale, a_sum;
+  std::vector<int8_t> a_q;
+  if (p.int8_activations) {
+    a_q.resize(static_cast<size_t>(m * k_));
+    a_scale.resize(static_cast<size_t>(m * groups));
+    a_sum.resize(static_cast<size_t>(m * groups));
+    QuantizeJob job{&p, plan.split_span, a_q.data(), a_scale.data(), a_sum.data()};
+    const size_t tasks = static_cast<size_t>((m + kActivationRowsPerTask - 1) / kActivationRowsPerTask);
+    if (tasks == 1) {
+      quantize_task(&job, 0);  // decode: a few microseconds of work, less than waking the pool
+    } else {
+      ctx.ParallelFor(quantize_task, tasks, 0, &job);
+    }
+    p.a_q = a_q.data(), p.a_scale = a_scale.data(), p.a_sum = a_sum.data();
+  } else if (plan.split_span != 0) {
     a_split.resize(static_cast<size_t>(m * k_));
     split_activations(p.a, m, k_, a_split.data());
     p.a_split = a_split.data();
   }
-  Job job{&p, plan.rows};
-  ctx.ParallelFor(run_task, static_cast<size_t>((n_ + kRowsPerTask - 1) / kRowsPerTask), 0, &job);
+  Job job{&p, plan.rows, plan.rows_per_task};
+  ctx.ParallelFor(run_task, static_cast<size_t>((n_ + job.rows_per_task - 1) / job.rows_per_task), 0, &job);
   note_last_path(plan.path);
 
   if (type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {

@@ -18,13 +18,15 @@ namespace awq2trt_ort {
 
 class Int4MatMulKernel {
  public:
-  Int4MatMulKernel(int64_t k, int64_t n, int64_t group, ONNXTensorElementDataType type, std::string node)
-      : k_(k), n_(n), group_(group), type_(type), node_(std::move(node)) {}
+  Int4MatMulKernel(int64_t k, int64_t n, int64_t group, int64_t accuracy_level, ONNXTensorElementDataType type,
+                   std::string node)
+      : k_(k), n_(n), group_(group), accuracy_level_(accuracy_level), type_(type), node_(std::move(node)) {}
   OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
 
  private:
   void Compute(Ort::KernelContext& context) const;
   int64_t k_, n_, group_;
+  int64_t accuracy_level_;  // 0: fp32 activations (exact); 4: int8 activations per block
   ONNXTensorElementDataType type_;
   std::string node_;  // named in every error
 };

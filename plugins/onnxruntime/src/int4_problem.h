@@ -1,4 +1,5 @@
-// One Int4MatMul call as the compute paths see it: fp32 activations, scales and bias, packed codes.
+// One Int4MatMul call as the compute paths see it: fp32 activations (or their int8 blocks), scales and bias,
+// packed codes.
 //
 // The op's public contract (awq2trt/ir/int4_op.py): W[n, k] = (q[n, k] - z[n, k / G]) * s[n, k / G], packed
 // B [N, ceil(K/2)] with even k in the low nibble, Y = A @ W^T + bias.  Every path computes rows [n_begin, n_end)
@@ -17,8 +18,15 @@ struct Int4Problem {
   const float* bias = nullptr;     // [N] or null
   float* y = nullptr;              // [M, N]
   // A with each 32-k chunk reordered as its 16 even k's then its 16 odd k's (the order of the low and high
-  // nibbles of 16 packed bytes); made only for the paths that read it (PathPlan::wants_split_a).
+  // nibbles of 16 packed bytes); made only for the paths that read it (PathPlan::split_span = 32).
   const float* a_split = nullptr;
+  // accuracy_level 4: A quantized per block of `group` k's per row, symmetric: a ~= a_q * a_scale.  a_q is in the
+  // order PathPlan::split_span asks (the int8 rows: spans of 128 or 32; the int8 GEMM: 8); a_sum[m, g] is
+  // a_scale * sum(a_q) over the block (the zero-point term).  Null in exact mode.
+  const int8_t* a_q = nullptr;      // [M, K]
+  const float* a_scale = nullptr;   // [M, groups]
+  const float* a_sum = nullptr;     // [M, groups]
+  bool int8_activations = false;    // accuracy_level 4 (set before plan_for: it picks the int8 rows)
   int64_t m = 0, k = 0, n = 0, group = 0, groups = 0, row_bytes = 0;
 };
 
@@ -29,11 +37,28 @@ void int4_rows_scalar(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 bool int4_avx512_handles(const Int4Problem& p);
 void int4_rows_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 
+// Its blocked GEMM for M >= kGemmMinRows (int4_gemm_avx512.cc): a task dequantizes its rows once into a panel.
+void int4_gemm_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+int64_t int4_gemm_avx512_rows_per_task(const Int4Problem& p);
+
 // The AVX2 + FMA path (int4_avx2.cc): the same shapes as the AVX-512 one.
 bool int4_avx2_handles(const Int4Problem& p);
 void int4_rows_avx2(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 
+// Exact mode with int8 activations (accuracy_level 4): Y ~= sum_g s_w * a_scale * (q . a_q - z * sum a_q).
+void int8_rows_scalar(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+// AVX-512 VNNI (int8_avx512.cc, VPDPBUSD) and AVX2 (int8_avx2.cc, VPMADDUBSW): block_size % 32 == 0.
+void int8_rows_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+void int8_rows_avx2(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+// The VNNI GEMM for M >= kGemmMinRows (int8_gemm_avx512.cc): a_q in spans of 8, 32 output rows per task.
+void int8_gemm_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+
 // a_split for a [M, K] activation, K a multiple of 32.
 void split_activations(const float* a, int64_t m, int64_t k, float* out);
+// Rows [m_begin, m_end) of A as int8 blocks of `group` k's (amax / 127 scale, round to nearest even), each span of
+// split_span k's written as its even k's then its odd k's (0: k order); where a row's last span would be short,
+// its rest goes in spans of 32.
+void quantize_activations(const float* a, int64_t k, int64_t group, int split_span, int64_t m_begin, int64_t m_end,
+                          int8_t* a_q, float* a_scale, float* a_sum);
 
 }  // namespace awq2trt_ort

@@ -1,6 +1,8 @@
-// The library's entry points: RegisterCustomOps (what SessionOptions.register_custom_ops_library calls) and
-// small C hooks the tests read through ctypes (compute count, forced path).
+// The library's entry points: RegisterCustomOps (what SessionOptions.register_custom_ops_library calls), the ABI
+// hooks the awq2trt runtime reads before registering (version, build info), and small C hooks the tests read
+// through ctypes (compute count, forced path).
 #include <mutex>
+#include <string>
 
 #include "dispatch.h"
 #include "int4_matmul_op.h"
@@ -43,6 +45,18 @@ AWQ2TRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
   } catch (const Ort::Exception& error) {
     return Ort::Status(error).release();
   }
+}
+
+// The runtime's contract with this library: 1 = this file's hooks, op awq2trt::Int4MatMul with the IR's inputs and
+// attributes (accuracy_level 0 and 4).  Bumped whenever either changes incompatibly, so a runtime can refuse a
+// library built for another contract with one clear error instead of running it.
+AWQ2TRT_EXPORT int awq2trt_ort_abi_version(void) { return 1; }
+
+// "awq2trt_ort 0.1.0; ONNX Runtime API 21; paths scalar avx2 avx512 avx512vnni": what a bug report needs.
+AWQ2TRT_EXPORT const char* awq2trt_ort_build_info(void) {
+  static const std::string info = std::string("awq2trt_ort ") + AWQ2TRT_ORT_VERSION + "; ONNX Runtime API " +
+                                  std::to_string(ORT_API_VERSION) + "; paths " + awq2trt_ort::compiled_paths();
+  return info.c_str();
 }
 
 AWQ2TRT_EXPORT uint64_t awq2trt_ort_compute_count() { return awq2trt_ort::compute_count(); }
