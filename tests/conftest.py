@@ -144,37 +144,33 @@ ORT_HEADERS_HELP = (
 )
 
 
+def ort_headers() -> Path | None:
+    """ONNX Runtime's C/C++ headers: $ONNXRUNTIME_INCLUDE_DIR, else Debian's libonnxruntime-dev, else None."""
+    import os
+
+    for folder in (os.environ.get("ONNXRUNTIME_INCLUDE_DIR"), "/usr/include/onnxruntime"):
+        if folder and (Path(folder) / "onnxruntime_cxx_api.h").is_file():
+            return Path(folder)
+    return None
+
+
 @pytest.fixture(scope="session")
 def ort_kernels_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """libawq2trt_ort built once per session from plugins/onnxruntime into a temporary folder (as the `library`
-    fixture of tests/test_ort_kernels.py builds it; the two are to be unified).  Skips, with the reason, without
-    headers or cmake; CI provides both, and turns the skip into a failure."""
-    import os
+    """libawq2trt_ort built once per session from plugins/onnxruntime into a temporary folder (-Werror, as its
+    CMakeLists says).  Skips, with the reason, without headers or cmake; CI provides both, and turns the skip
+    into a failure."""
     import shutil
     import subprocess
 
-    headers = next(
-        (
-            Path(folder)
-            for folder in (os.environ.get("ONNXRUNTIME_INCLUDE_DIR"), "/usr/include/onnxruntime")
-            if folder and (Path(folder) / "onnxruntime_cxx_api.h").is_file()
-        ),
-        None,
-    )
+    headers = ort_headers()
     if headers is None:
         pytest.skip(ORT_HEADERS_HELP)
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed (apt-get install cmake)")
     build = tmp_path_factory.mktemp("ort-kernels-library")
+    plugin = ROOT / "plugins" / "onnxruntime"
     for command in (
-        [
-            "cmake",
-            "-S",
-            str(ROOT / "plugins" / "onnxruntime"),
-            "-B",
-            str(build),
-            f"-DONNXRUNTIME_INCLUDE_DIR={headers}",
-        ],
+        ["cmake", "-S", str(plugin), "-B", str(build), f"-DONNXRUNTIME_INCLUDE_DIR={headers}"],
         ["cmake", "--build", str(build), "-j2"],
     ):
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)

@@ -1,7 +1,7 @@
 """plugins/onnxruntime: our Int4MatMul kernel library, built here with CMake and loaded into the pip onnxruntime.
 
-The library is built once per test session into a temporary folder from ONNX Runtime's headers, found at
-``$ONNXRUNTIME_INCLUDE_DIR`` or Debian's ``/usr/include/onnxruntime`` (``libonnxruntime-dev``).  Without headers
+The library is built once per test session (conftest's ``ort_kernels_library``) into a temporary folder from ONNX
+Runtime's headers, found at ``$ONNXRUNTIME_INCLUDE_DIR`` or Debian's ``/usr/include/onnxruntime``.  Without headers
 or CMake the tests skip with the reason, and CI (AWQ2TRT_REQUIRE_PEERS=1) turns that skip into a failure, so
 .ci/run provides the headers (scripts/ort-headers).  Every compute path the CPU runs is forced in turn and checked
 against a numpy dequantize-then-matmul; whole exports must give the IR graph's logits with our kernel counted.
@@ -10,9 +10,6 @@ against a numpy dequantize-then-matmul; whole exports must give the IR graph's l
 from __future__ import annotations
 
 import ctypes
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,19 +19,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from awq2trt.targets.matmul_nbits import pack_zero_points
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ort_headers
 from tests.ort_driver import IrSession
 
-PLUGIN = ROOT / "plugins" / "onnxruntime"
 PATHS = ("scalar", "avx512", "avx2")  # the library's path numbers, in order (plugins/onnxruntime/src/dispatch.h)
-BUILD_SECONDS = 300
-
-
-def _headers() -> Path | None:
-    for folder in (os.environ.get("ONNXRUNTIME_INCLUDE_DIR"), "/usr/include/onnxruntime"):
-        if folder and (Path(folder) / "onnxruntime_cxx_api.h").is_file():
-            return Path(folder)
-    return None
 
 
 @dataclass
@@ -63,23 +51,8 @@ class Library:
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
-    headers = _headers()
-    if headers is None:
-        pytest.skip(
-            "ONNX Runtime's headers are missing: set ONNXRUNTIME_INCLUDE_DIR to a release's include/ "
-            "(or install Debian 13's libonnxruntime-dev; scripts/ort-headers fetches it on Debian 12)"
-        )
-    if shutil.which("cmake") is None:
-        pytest.skip("cmake is not installed (apt-get install cmake)")
-    build = tmp_path_factory.mktemp("ort-kernels")
-    for command in (
-        ["cmake", "-S", str(PLUGIN), "-B", str(build), f"-DONNXRUNTIME_INCLUDE_DIR={headers}"],
-        ["cmake", "--build", str(build), "-j2"],
-    ):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_SECONDS, check=False)
-        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
-    path = build / "libawq2trt_ort.so"
+def library(ort_kernels_library: Path) -> Library:
+    path = ort_kernels_library
     handle = ctypes.CDLL(str(path))  # the same dlopen handle ONNX Runtime gets: one set of counters
     handle.awq2trt_ort_compute_count.restype = ctypes.c_uint64
     handle.awq2trt_ort_force_path.argtypes = [ctypes.c_int]
@@ -262,7 +235,7 @@ def test_abi_hooks(library: Library) -> None:
     info = library.handle.awq2trt_ort_build_info().decode()
     pyproject = (ROOT / "pyproject.toml").read_text()
     version = next(line for line in pyproject.splitlines() if line.startswith("version")).split('"')[1]
-    header = ((_headers() or Path()) / "onnxruntime_c_api.h").read_text()
+    header = ((ort_headers() or Path()) / "onnxruntime_c_api.h").read_text()
     api = next(line.split()[2] for line in header.splitlines() if line.startswith("#define ORT_API_VERSION"))
     assert info.startswith(f"awq2trt_ort {version}; ONNX Runtime API {api}; paths scalar"), info
     for path in _runnable_paths(library):

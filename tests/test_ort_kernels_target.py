@@ -4,10 +4,8 @@ The independent reference is the ``ort`` target at accuracy level 0 (ONNX Runtim
 activations) on the same checkpoint: both graphs come from the same passes, so at level 0 they differ only in
 the int4 kernel's summation order.  The library's compute counter proves our kernel, not the function body,
 ran every Int4MatMul.  The library is built per session from plugins/onnxruntime (conftest.ort_kernels_library).
-
-Until the kernel branch exports ``awq2trt_ort_abi_version`` (issue 17), the library built here lacks it, so the
-tests that run it set the runtime's clearly named temporary switch (``kernels.TEMP_ALLOW_MISSING_ABI``); the ABI
-check itself is tested on tiny libraries compiled here with gcc, which export the symbol with chosen values.
+The ABI check is also tested on tiny libraries compiled here with gcc, which export the symbol with chosen
+values (or not at all).
 """
 
 from __future__ import annotations
@@ -52,9 +50,7 @@ def library(ort_kernels_library: Path) -> ctypes.CDLL:
 
 
 @pytest.fixture(autouse=True)
-def _library_without_abi_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TEMPORARY (see the module docstring): remove with the switch once the library exports its ABI version."""
-    monkeypatch.setenv(kernel_lookup.TEMP_ALLOW_MISSING_ABI, "1")
+def _no_library_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(kernel_lookup.ENV_VAR, raising=False)
 
 
@@ -94,6 +90,29 @@ def test_same_greedy_tokens_and_logits_as_the_ort_target(
     assert runs > 0 and runs % ours_export.int4_nodes == 0
     theirs = reference.generate(IDS.tolist(), NEW_TOKENS, stop_at_eos=False)
     np.testing.assert_array_equal(np.asarray(mine.ids), np.asarray(theirs.ids))
+
+
+@pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128"])
+def test_level_4_errs_like_matmulnbits_level_4(
+    shared_export: Any, ort_kernels_library: Path, library: ctypes.CDLL, case: str
+) -> None:
+    """int8 activations: against the exact logits (the ort target at level 0), our level-4 graph errs no more than
+    ONNX Runtime's MatMulNBits level 4 does (1.5x, the kernel tests' bound), and decodes the same greedy tokens."""
+    exact = OrtModel.open(shared_export(case, "ort", accuracy_level=0).output, threads=2)
+    theirs = OrtModel.open(shared_export(case, "ort", accuracy_level=4).output, threads=2)
+    ours_export = _kernels_export(shared_export, case, level=4)
+    ours = OrtModel.open(ours_export.output, threads=2, kernels=ort_kernels_library)
+    before = _count(library)
+    got = ours.logits(IDS)
+    assert _count(library) - before == ours_export.int4_nodes
+    want, matmulnbits = exact.logits(IDS), theirs.logits(IDS)
+    ours_error, their_error = float(np.abs(got - want).max()), float(np.abs(matmulnbits - want).max())
+    assert their_error > 0, "MatMulNBits level 4 computed exactly: the comparison would prove nothing"
+    assert ours_error > 0, "level 4 computed exactly: the int8 path did not run"
+    assert ours_error <= 1.5 * their_error + 1e-5, (ours_error, their_error)
+    mine = ours.generate(IDS.tolist(), NEW_TOKENS, stop_at_eos=False)
+    reference = theirs.generate(IDS.tolist(), NEW_TOKENS, stop_at_eos=False)
+    np.testing.assert_array_equal(np.asarray(mine.ids), np.asarray(reference.ids))
 
 
 def test_graph_keeps_int4_nodes_with_bodies_and_the_sidecar_asks_for_the_library(shared_export: Any) -> None:
@@ -222,7 +241,6 @@ def test_bad_libraries_are_one_line_errors(
     _user_error([*run, "--kernels", str(not_ort)], capsys, "RegisterCustomOps")
     other_abi = _tiny_library(tmp_path, "abi2", ENTRY + "int awq2trt_ort_abi_version(void) { return 2; }\n")
     _user_error([*run, "--kernels", str(other_abi)], capsys, "awq2trt_ort_abi_version() = 1", "got 2")
-    monkeypatch.delenv(kernel_lookup.TEMP_ALLOW_MISSING_ABI)
     no_abi = _tiny_library(tmp_path, "noabi", ENTRY)
     _user_error(["bench", folder, "--kernels", str(no_abi)], capsys, "exporting awq2trt_ort_abi_version")
 

@@ -32,10 +32,6 @@ PACKAGE_COPY = Path(__file__).resolve().parent.parent / "native" / LIBRARY_FILE
 ABI_SYMBOL = "awq2trt_ort_abi_version"
 BUILD_INFO_SYMBOL = "awq2trt_ort_build_info"
 ENTRY_SYMBOL = "RegisterCustomOps"
-# TEMPORARY, to be removed once plugins/onnxruntime exports awq2trt_ort_abi_version (the kernel branch adds it):
-# with this variable set to 1, a library *without* the symbol is accepted as ABI 1.  A library that has the
-# symbol is always checked.  Only the tests set it; nothing else should.
-TEMP_ALLOW_MISSING_ABI = "AWQ2TRT_TEMP_ACCEPT_LIBRARY_WITHOUT_ABI_VERSION"
 # Targets whose graphs hold awq2trt::Int4MatMul nodes a library can claim without the sidecar asking for it.
 KERNEL_OPTIONAL_TARGETS = ("ir",)
 
@@ -101,8 +97,6 @@ def check_library(path: Path, source: str, wanted: KernelsSpec = ORT_KERNELS) ->
 
 def _abi_version(handle: ctypes.CDLL, where: str) -> int:
     if not hasattr(handle, ABI_SYMBOL):
-        if os.environ.get(TEMP_ALLOW_MISSING_ABI) == "1":
-            return ORT_KERNELS.abi_version
         raise Awq2TrtError(where, expected=f"a library exporting {ABI_SYMBOL}()", got="none (an older or other build)")
     function = getattr(handle, ABI_SYMBOL)
     function.argtypes = []
