@@ -7,17 +7,7 @@
 // (Int4Problem::a_split, made once per call) and no byte shuffles are needed.
 //
 // This file alone is compiled with -mavx512f; dispatch.cc calls it only when CPUID reports AVX-512F.
-// GCC 12's own intrinsic headers trip -Wuninitialized once inlined (their _mm512_undefined_* idiom, a known false
-// positive); the pragma covers only the header's lines, so our code keeps the warning.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "avx512_intrinsics.h"
 
 #include "int4_problem.h"
 #include "table_rows.h"

@@ -10,15 +10,7 @@
 // The panel is made with gathers: one 32-bit gather per 16 n's fetches 8 k's of codes for each n.
 //
 // This file alone is compiled with -mavx512f (with int4_avx512.cc); dispatch.cc calls it only when CPUID reports it.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "avx512_intrinsics.h"
 
 #include <vector>
 
