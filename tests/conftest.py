@@ -227,3 +227,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped in CI (AWQ2TRT_REQUIRE_PEERS=1), which only gpu/tensorrt tests may: {reason}"
+
+
+def int4_node_model(
+    rng: np.random.Generator, *, k: int, n: int, group: int, zero_points: bool, bias: bool, dtype: Any
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One ``awq2trt::Int4MatMul`` on a rank-3 activation of *dtype*, weights as initializers, drawn from *rng*:
+    (model proto, codes [N, K], scales [N, K/G] (fp16 values), zero points [N, K/G] (8 when symmetric), bias)."""
+    from onnx import helper, numpy_helper
+
+    codes = rng.integers(0, 16, size=(n, k), dtype=np.uint8)
+    scales = (rng.random((n, k // group)) * 0.02 + 0.001).astype(np.float16).astype(dtype)
+    zeros = rng.integers(0, 16, size=(n, k // group), dtype=np.uint8) if zero_points else np.full((n, k // group), 8)
+    bias_values = rng.standard_normal(n).astype(dtype)
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    initializers = [numpy_helper.from_array(packed, "m.qweight"), numpy_helper.from_array(scales, "m.scales")]
+    inputs = ["a", "m.qweight", "m.scales"]
+    if zero_points:
+        initializers.append(numpy_helper.from_array(zeros.astype(np.uint8), "m.zeros"))
+        inputs.append("m.zeros")
+    if bias:
+        initializers.append(numpy_helper.from_array(bias_values, "m.bias"))
+        inputs += [""] * (4 - len(inputs)) + ["m.bias"]
+    node = helper.make_node("Int4MatMul", inputs, ["y"], domain="awq2trt", K=k, N=n, bits=4, block_size=group)
+    element = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph = helper.make_graph(
+        [node],
+        "one",
+        [helper.make_tensor_value_info("a", element, ["batch", "seq", k])],
+        [helper.make_tensor_value_info("y", element, ["batch", "seq", n])],
+        initializers,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("awq2trt", 1)])
+    return proto, codes, scales, zeros, bias_values

@@ -24,7 +24,7 @@ from awq2trt.cuda_layout import from_cuda, padded_rows
 from awq2trt.errors import Awq2TrtError
 from awq2trt.frontend.export import ExportResult
 from awq2trt.targets import trt_plugin
-from tests.conftest import ROOT, SYMMETRIC_CASE
+from tests.conftest import ROOT, SYMMETRIC_CASE, int4_node_model
 
 PLUGIN = ROOT / "plugins" / "tensorrt"
 NVCC = "/usr/local/cuda/bin/nvcc"
@@ -87,29 +87,7 @@ def test_plugin_exports_only_its_entry_points(plugin_build: Path) -> None:
 
 def _one_node_model(zero_points: bool, bias: bool, k: int = 256, n: int = 45, group: int = 64) -> tuple:
     rng = np.random.default_rng(int(zero_points) * 2 + int(bias))
-    codes = rng.integers(0, 16, size=(n, k), dtype=np.uint8)
-    scales = (rng.random((n, k // group)) * 0.02 + 0.001).astype(np.float16)
-    zeros = rng.integers(0, 16, size=(n, k // group), dtype=np.uint8) if zero_points else np.full((n, k // group), 8)
-    bias_values = rng.standard_normal(n).astype(np.float16)
-    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
-    inits = [numpy_helper.from_array(packed, "m.qweight"), numpy_helper.from_array(scales, "m.scales")]
-    inputs = ["a", "m.qweight", "m.scales"]
-    if zero_points:
-        inits.append(numpy_helper.from_array(zeros.astype(np.uint8), "m.zeros"))
-        inputs.append("m.zeros")
-    if bias:
-        inits.append(numpy_helper.from_array(bias_values, "m.bias"))
-        inputs += [""] * (4 - len(inputs)) + ["m.bias"]
-    node = helper.make_node("Int4MatMul", inputs, ["y"], domain="awq2trt", K=k, N=n, bits=4, block_size=group)
-    graph = helper.make_graph(
-        [node],
-        "one",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT16, ["batch", "seq", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["batch", "seq", n])],
-        inits,
-    )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("awq2trt", 1)])
-    return proto, codes, scales, zeros, bias_values
+    return int4_node_model(rng, k=k, n=n, group=group, zero_points=zero_points, bias=bias, dtype=np.float16)
 
 
 def _lower(proto: onnx.ModelProto) -> onnx.ModelProto:

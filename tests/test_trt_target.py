@@ -14,12 +14,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
 from awq2trt.frontend.export import ExportResult, export_checkpoint
 from awq2trt.runtime import OrtModel
 from awq2trt.sidecar import Sidecar
-from tests.conftest import ALL_FIXTURES, SYMMETRIC_CASE, fixture_path
+from tests.conftest import ALL_FIXTURES, SYMMETRIC_CASE, fixture_path, int4_node_model
 from tests.ort_driver import IrSession
 
 
@@ -46,28 +46,9 @@ def test_single_node_matches_numpy(zero_points: bool, bias: bool) -> None:
     int4_op.register_schema()
     rng = np.random.default_rng(7)
     k, n, group = 256, 48, 64
-    codes = rng.integers(0, 16, size=(n, k), dtype=np.uint8)
-    scales = (rng.random((n, k // group)) * 0.02 + 0.001).astype(np.float16).astype(np.float32)
-    zeros = rng.integers(0, 16, size=(n, k // group), dtype=np.uint8) if zero_points else np.full((n, k // group), 8)
-    bias_values = rng.standard_normal(n).astype(np.float32)
-    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
-    initializers = [numpy_helper.from_array(packed, "m.qweight"), numpy_helper.from_array(scales, "m.scales")]
-    inputs = ["a", "m.qweight", "m.scales"]
-    if zero_points:
-        initializers.append(numpy_helper.from_array(zeros.astype(np.uint8), "m.zeros"))
-        inputs.append("m.zeros")
-    if bias:
-        initializers.append(numpy_helper.from_array(bias_values, "m.bias"))
-        inputs += [""] * (4 - len(inputs)) + ["m.bias"]
-    node = helper.make_node("Int4MatMul", inputs, ["y"], domain="awq2trt", K=k, N=n, bits=4, block_size=group)
-    graph = helper.make_graph(
-        [node],
-        "one",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", "seq", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", n])],
-        initializers,
+    proto, codes, scales, zeros, bias_values = int4_node_model(
+        rng, k=k, n=n, group=group, zero_points=zero_points, bias=bias, dtype=np.float32
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("awq2trt", 1)])
     model = ir.serde.deserialize_model(proto)
     assert lower_to_trt(model) == 1
     lowered = ir.serde.serialize_model(model)
