@@ -84,6 +84,7 @@ class Kernels:
         self.lib.awq2trt_int4_gemm_workspace_size.argtypes = [i64, i64, i64, ctypes.c_int]
         self.lib.awq2trt_int4_gemm_workspace_size.restype = ctypes.c_size_t
         self.lib.awq2trt_int4_gemm.argtypes = [ctypes.POINTER(GemmArgs), vp, ctypes.c_size_t, ctypes.c_int, vp]
+        self.lib.awq2trt_host_repack.argtypes = [i64, i64, i64, vp, vp, vp, vp, vp, vp]
 
     def host_dequantize(self, weight: CudaWeight, dtype: int) -> np.ndarray:
         """float32 [N, K] through the library's __host__ __device__ dequantization."""
@@ -97,6 +98,27 @@ class Kernels:
         )  # fmt: skip
         check(status)
         return out
+
+    def host_repack(
+        self, nibbles: np.ndarray, scales: np.ndarray, zeros: np.ndarray | None, group_size: int
+    ) -> CudaWeight:
+        """The kernels' layout made by the library's repack from an IR node's inputs (nibbles uint8 [N, K/2],
+        scales 16-bit [N, K/G], zeros uint8 [N, K/G] or None), as the ONNX Runtime CUDA op does on the device."""
+        n, k = nibbles.shape[0], nibbles.shape[1] * 2
+        n_pad, groups = -(-n // 8) * 8, k // group_size if group_size else 0
+        codes = np.empty(n_pad * k // 8, np.int32)
+        scales_out = np.empty((groups, n_pad), scales.dtype)
+        zeros_out = np.full((groups, n_pad), 8, np.uint8)
+        nibbles = np.ascontiguousarray(nibbles, np.uint8)
+        scales_in = np.ascontiguousarray(scales).view(np.uint16)
+        zeros_in = None if zeros is None else np.ascontiguousarray(zeros, np.uint8)
+        status = self.lib.awq2trt_host_repack(
+            n, k, group_size, nibbles.ctypes.data, scales_in.ctypes.data,
+            None if zeros_in is None else zeros_in.ctypes.data, codes.ctypes.data,
+            scales_out.view(np.uint16).ctypes.data, zeros_out.ctypes.data,
+        )  # fmt: skip
+        check(status)
+        return CudaWeight(codes, scales_out, zeros_out, n, k, group_size)
 
     def split_k(self, m: int, n: int, k: int, sm_count: int) -> int:
         return int(self.lib.awq2trt_int4_split_k(m, n, k, sm_count))

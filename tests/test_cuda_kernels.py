@@ -157,6 +157,30 @@ def test_host_dequantize_matches_numpy(
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize(("n", "k", "g", "zero_point"), [(9, 128, 32, True), (24, 576, 64, True), (5, 192, 64, False)])
+def test_repack_from_ir_inputs_matches_the_python_layout(
+    cuda_build: tuple[Path, str], n: int, k: int, g: int, zero_point: bool
+) -> None:
+    """The library's repack of an Int4MatMul node's inputs (what the ONNX Runtime CUDA op runs on the device)
+    gives exactly cuda_layout.to_cuda's codes, scales and zero points."""
+    kernels = cuda_kernels.Kernels(cuda_build[0])
+    weight = random_weight(np.random.default_rng(n * k), n, k, g, zero_point)
+    nibbles = (weight.qweight[:, 0::2] | (weight.qweight[:, 1::2] << 4)).astype(np.uint8)  # the IR's B input
+    got = kernels.host_repack(nibbles, weight.scales, weight.zeros if zero_point else None, g)
+    want = to_cuda(weight)
+    np.testing.assert_array_equal(got.codes, want.codes)
+    np.testing.assert_array_equal(got.scales.view(np.uint16), want.scales.view(np.uint16))
+    if zero_point:
+        np.testing.assert_array_equal(got.zeros, want.zeros)
+    np.testing.assert_array_equal(from_cuda(got).qweight, weight.qweight)
+
+
+def test_host_repack_refuses_bad_shapes(cuda_build: tuple[Path, str]) -> None:
+    kernels = cuda_kernels.Kernels(cuda_build[0])
+    with pytest.raises(Awq2TrtError, match="bad shape"):  # K = 96 is not a multiple of 64
+        kernels.host_repack(np.zeros((8, 48), np.uint8), np.zeros((8, 3), np.float16), None, 32)
+
+
 def test_host_dequantize_refuses_bad_shapes(cuda_build: tuple[Path, str]) -> None:
     kernels = cuda_kernels.Kernels(cuda_build[0])
     weight = CudaWeight(np.zeros(8 * 96 // 8, np.int32), np.zeros((3, 8), np.float16), np.zeros((3, 8), np.uint8),

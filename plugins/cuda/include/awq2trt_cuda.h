@@ -63,6 +63,19 @@ AWQ2TRT_CUDA_API awq2trt_status awq2trt_host_dequantize(int64_t n, int64_t k, in
                                                         awq2trt_dtype dtype, const int32_t* codes,
                                                         const uint16_t* scales, const uint8_t* zeros, float* out);
 
+/* The IR node's weight inputs (awq2trt::Int4MatMul: nibbles uint8 [N, K/2], even channel in the low nibble;
+ * scales [N, K/G] as 16-bit float bits; zeros uint8 [N, K/G] or NULL) repacked into the layout above: codes_out
+ * int32 [N_pad * K / 8], scales_out [K/G, N_pad], zeros_out [K/G, N_pad] (untouched when zeros is NULL).  Device
+ * pointers, enqueued on stream (the ONNX Runtime CUDA op repacks each weight once); same K/G requirements. */
+AWQ2TRT_CUDA_API awq2trt_status awq2trt_repack(int64_t n, int64_t k, int64_t group_size, const uint8_t* nibbles,
+                                               const uint16_t* scales, const uint8_t* zeros, int32_t* codes_out,
+                                               uint16_t* scales_out, uint8_t* zeros_out, void* stream);
+
+/* The same repack on host memory (tests: compare with awq2trt/cuda_layout.py's to_cuda). */
+AWQ2TRT_CUDA_API awq2trt_status awq2trt_host_repack(int64_t n, int64_t k, int64_t group_size, const uint8_t* nibbles,
+                                                    const uint16_t* scales, const uint8_t* zeros, int32_t* codes_out,
+                                                    uint16_t* scales_out, uint8_t* zeros_out);
+
 #ifdef __cplusplus
 }
 #endif
