@@ -5,6 +5,7 @@ does) compiles the library with CMake and puts it at ``awq2trt/native/libawq2trt
 ``awq2trt.runtime.kernels`` finds it at run time.  Without the variable the install stays pure Python and the
 library is skipped (a ``--target ort-kernels`` export then says how to build it); with the variable set, a
 missing cmake or a failing build fails the install: the headers were asked for, so no silent fallback.
+``AWQ2TRT_ORT_CUDA=1`` as well adds the CUDA provider's kernels (needs nvcc; plugins/onnxruntime/README.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from setuptools.errors import ExecError
 ROOT = Path(__file__).resolve().parent
 PLUGIN = ROOT / "plugins" / "onnxruntime"
 HEADERS_ENV = "ONNXRUNTIME_INCLUDE_DIR"
+CUDA_ENV = "AWQ2TRT_ORT_CUDA"
 LIBRARY = "libawq2trt_ort.so"
 NATIVE = Path("awq2trt") / "native"  # inside the package: the runtime looks here (awq2trt/runtime/kernels.py)
 
@@ -63,8 +65,10 @@ class BuildOrtKernels(Command):
         if cmake is None:
             raise ExecError(f"{HEADERS_ENV} is set but cmake is not installed: install cmake, or unset {HEADERS_ENV}")
         work = Path(str(self.build_temp)) / "ort-kernels"
+        cuda = "ON" if os.environ.get(CUDA_ENV, "") not in ("", "0") else "OFF"
+        configure = [cmake, "-S", str(PLUGIN), "-B", str(work), f"-D{HEADERS_ENV}={headers}", f"-D{CUDA_ENV}={cuda}"]
         for command in (
-            [cmake, "-S", str(PLUGIN), "-B", str(work), f"-D{HEADERS_ENV}={headers}", "-DCMAKE_BUILD_TYPE=Release"],
+            [*configure, "-DCMAKE_BUILD_TYPE=Release"],
             [cmake, "--build", str(work), "-j", str(max(1, min(4, os.cpu_count() or 1)))],
         ):
             done = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -154,9 +154,8 @@ def ort_headers() -> Path | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def ort_kernels_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """libawq2trt_ort built once per session from plugins/onnxruntime into a temporary folder (-Werror, as its
+def _build_ort_kernels(tmp_path_factory: pytest.TempPathFactory, name: str, *options: str) -> Path:
+    """libawq2trt_ort built from plugins/onnxruntime with CMake *options* into a temporary folder (-Werror, as its
     CMakeLists says).  Skips, with the reason, without headers or cmake; CI provides both, and turns the skip
     into a failure."""
     import shutil
@@ -167,15 +166,28 @@ def ort_kernels_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(ORT_HEADERS_HELP)
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed (apt-get install cmake)")
-    build = tmp_path_factory.mktemp("ort-kernels-library")
+    build = tmp_path_factory.mktemp(name)
     plugin = ROOT / "plugins" / "onnxruntime"
     for command in (
-        ["cmake", "-S", str(plugin), "-B", str(build), f"-DONNXRUNTIME_INCLUDE_DIR={headers}"],
+        ["cmake", "-S", str(plugin), "-B", str(build), f"-DONNXRUNTIME_INCLUDE_DIR={headers}", *options],
         ["cmake", "--build", str(build), "-j2"],
     ):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
         assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     return build / "libawq2trt_ort.so"
+
+
+@pytest.fixture(scope="session")
+def ort_kernels_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CPU-only libawq2trt_ort, built once per session."""
+    return _build_ort_kernels(tmp_path_factory, "ort-kernels-library")
+
+
+@pytest.fixture(scope="session")
+def ort_kernels_cuda_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """libawq2trt_ort with the CUDA provider's kernels (-DAWQ2TRT_ORT_CUDA=ON, nvcc), built once per session;
+    it builds plugins/cuda too, under cuda/ in the same folder."""
+    return _build_ort_kernels(tmp_path_factory, "ort-kernels-cuda-library", "-DAWQ2TRT_ORT_CUDA=ON")
 
 
 def engine_info_for(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ BUILD_INFO_SYMBOL = "awq2trt_ort_build_info"
 ENTRY_SYMBOL = "RegisterCustomOps"
 # Targets whose graphs hold awq2trt::Int4MatMul nodes a library can claim without the sidecar asking for it.
 KERNEL_OPTIONAL_TARGETS = ("ir",)
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CUDA_BUILD_MARK = "; cuda "  # in the build info of a library built with -DAWQ2TRT_ORT_CUDA=ON
+# The activation dtypes the CUDA kernels take (tensor cores); a float32 graph's nodes would stay on the CPU.
+CUDA_DTYPES = ("float16", "bfloat16")
 
 BUILD_HINT = (
     "build it: ONNXRUNTIME_INCLUDE_DIR=<ONNX Runtime's include/> pip install . (from the awq2trt source), or"
@@ -50,6 +55,11 @@ class KernelLibrary:
     source: str  # "--kernels", "$AWQ2TRT_ORT_KERNELS" or "the package"
     abi_version: int
     build_info: str | None
+
+    @property
+    def has_cuda(self) -> bool:
+        """Built with the CUDA execution provider's kernels (plugins/onnxruntime, -DAWQ2TRT_ORT_CUDA=ON)."""
+        return self.build_info is not None and CUDA_BUILD_MARK in self.build_info
 
 
 def find_library(explicit: str | Path | None = None) -> tuple[Path, str]:
@@ -137,6 +147,28 @@ def kernels_for(
         raise Awq2TrtError(where, expected=known, got=wanted.library)
     path, source = find_library(explicit)
     return check_library(path, source, wanted)
+
+
+def check_providers(library: KernelLibrary, providers: Sequence[str], dtype: str, where: str | Path) -> None:
+    """With the CUDA provider, the library must have its CUDA kernels and the graph 16-bit activations.
+
+    Otherwise ONNX Runtime would quietly place every int4 node on our CPU kernel and copy each activation to the
+    host and back, many times slower than the user asked for; one error says which half is missing.
+    """
+    if CUDA_PROVIDER not in providers:
+        return
+    if not library.has_cuda:
+        raise Awq2TrtError(
+            f"{library.path} (from {library.source})",
+            expected="a build with CUDA kernels for --provider cuda (cmake ... -DAWQ2TRT_ORT_CUDA=ON)",
+            got=library.build_info or "a build that does not say",
+        )
+    if dtype not in CUDA_DTYPES:
+        raise Awq2TrtError(
+            where,
+            expected="an export with --dtype fp16 or bf16 for our CUDA kernels (--provider cuda)",
+            got=f"dtype {dtype}",
+        )
 
 
 def register(options: Any, library: KernelLibrary) -> None:

@@ -32,7 +32,7 @@ import onnxruntime as ort
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import io_names
 from awq2trt.runtime.generate import Generation, Timing
-from awq2trt.runtime.kernels import KernelLibrary, kernels_for, register
+from awq2trt.runtime.kernels import KernelLibrary, check_providers, kernels_for, register
 from awq2trt.runtime.ort_step import NUMPY_DTYPES, OrtStepModel
 from awq2trt.runtime.text_model import TextModel, load_tokenizer
 from awq2trt.sidecar import SIDECAR_FILE, Sidecar, name_difference
@@ -105,6 +105,7 @@ class OrtModel(TextModel):
         library = kernels_for(sidecar.kernels, sidecar.target, kernels, folder / SIDECAR_FILE)
         options = ort.SessionOptions()
         if library is not None:
+            check_providers(library, providers or [], sidecar.dtype, folder / SIDECAR_FILE)
             register(options, library)
         options.log_severity_level = 3  # fp16 graphs make ORT list every node it cannot constant-fold
         # A trt graph's INT4 DequantizeLinear + MatMul, which ORT fuses into MatMulNBits, runs exactly (as

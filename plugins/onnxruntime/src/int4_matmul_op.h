@@ -14,21 +14,20 @@
 #include <cstdint>
 #include <string>
 
+#include "node_checks.h"
+
 namespace awq2trt_ort {
 
 class Int4MatMulKernel {
  public:
-  Int4MatMulKernel(int64_t k, int64_t n, int64_t group, int64_t accuracy_level, ONNXTensorElementDataType type,
-                   std::string node)
-      : k_(k), n_(n), group_(group), accuracy_level_(accuracy_level), type_(type), node_(std::move(node)) {}
+  Int4MatMulKernel(NodeAttributes attributes, ONNXTensorElementDataType type)
+      : attributes_(std::move(attributes)), type_(type) {}
   OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
 
  private:
   void Compute(Ort::KernelContext& context) const;
-  int64_t k_, n_, group_;
-  int64_t accuracy_level_;  // 0: fp32 activations (exact); 4: int8 activations per block
+  NodeAttributes attributes_;
   ONNXTensorElementDataType type_;
-  std::string node_;  // named in every error
 };
 
 // One registered op per activation type (float, float16, bfloat16): ONNX Runtime picks the kernel by A's type.

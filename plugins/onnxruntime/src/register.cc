@@ -6,6 +6,9 @@
 
 #include "dispatch.h"
 #include "int4_matmul_op.h"
+#ifdef AWQ2TRT_ORT_HAVE_CUDA
+#include "int4_matmul_cuda_op.h"
+#endif
 
 #define AWQ2TRT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -16,6 +19,12 @@ namespace {
 awq2trt_ort::Int4MatMulOp g_fp32_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
 awq2trt_ort::Int4MatMulOp g_fp16_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
 awq2trt_ort::Int4MatMulOp g_bf16_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16);
+#ifdef AWQ2TRT_ORT_HAVE_CUDA
+// The CUDA provider's kernels: ONNX Runtime gives a node to the first provider in the session's list that has a
+// kernel for its op and types, so a session with CUDA first runs fp16/bf16 nodes here and float ones on the CPU.
+awq2trt_ort::Int4MatMulCudaOp g_cuda_fp16_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
+awq2trt_ort::Int4MatMulCudaOp g_cuda_bf16_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16);
+#endif
 OrtCustomOpDomain* g_domain = nullptr;
 std::once_flag g_domain_once;
 
@@ -38,6 +47,10 @@ AWQ2TRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
       domain.Add(&g_fp32_op);
       domain.Add(&g_fp16_op);
       domain.Add(&g_bf16_op);
+#ifdef AWQ2TRT_ORT_HAVE_CUDA
+      domain.Add(&g_cuda_fp16_op);
+      domain.Add(&g_cuda_bf16_op);
+#endif
       g_domain = domain.release();
     });
     Ort::UnownedSessionOptions(options).Add(g_domain);
@@ -52,14 +65,28 @@ AWQ2TRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
 // library built for another contract with one clear error instead of running it.
 AWQ2TRT_EXPORT int awq2trt_ort_abi_version(void) { return 1; }
 
-// "awq2trt_ort 0.1.0; ONNX Runtime API 21; paths scalar avx2 avx512 avx512vnni": what a bug report needs.
+// "awq2trt_ort 0.1.0; ONNX Runtime API 21; paths scalar avx2 avx512 avx512vnni[; cuda sm_80 sm_90]": what a bug
+// report needs, and what the runtime reads to know whether --provider cuda has kernels here.
 AWQ2TRT_EXPORT const char* awq2trt_ort_build_info(void) {
   static const std::string info = std::string("awq2trt_ort ") + AWQ2TRT_ORT_VERSION + "; ONNX Runtime API " +
-                                  std::to_string(ORT_API_VERSION) + "; paths " + awq2trt_ort::compiled_paths();
+                                  std::to_string(ORT_API_VERSION) + "; paths " + awq2trt_ort::compiled_paths()
+#ifdef AWQ2TRT_ORT_HAVE_CUDA
+                                  + "; cuda " + AWQ2TRT_ORT_CUDA_ARCHS
+#endif
+      ;
   return info.c_str();
 }
 
 AWQ2TRT_EXPORT uint64_t awq2trt_ort_compute_count() { return awq2trt_ort::compute_count(); }
+
+// The CUDA kernel's Compute calls (0 in a build without CUDA).
+AWQ2TRT_EXPORT uint64_t awq2trt_ort_cuda_compute_count() {
+#ifdef AWQ2TRT_ORT_HAVE_CUDA
+  return awq2trt_ort::cuda_compute_count();
+#else
+  return 0;
+#endif
+}
 
 // -1 restores CPUID's choice; returns 0 when the path cannot run on this CPU or build.
 AWQ2TRT_EXPORT int awq2trt_ort_force_path(int path) { return awq2trt_ort::force_path(path) ? 1 : 0; }

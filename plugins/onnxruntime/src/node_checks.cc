@@ -1,0 +1,114 @@
+#include "node_checks.h"
+
+#include <stdexcept>
+
+namespace awq2trt_ort {
+namespace {
+
+// Inputs whose shapes the graph fixes (initializers, typed inputs) must agree with K and N already at session
+// creation; symbolic dimensions are checked again at run time (read_node_inputs).
+void check_static_shapes(const Ort::ConstKernelInfo& info, const NodeAttributes& a) {
+  const int64_t groups = a.k / a.group;
+  const std::vector<std::vector<int64_t>> want = {{-1, a.k}, {a.n, (a.k + 1) / 2}, {a.n, groups}, {a.n, groups}, {a.n}};
+  const char* names[] = {"A", "B", "scales", "zero_points", "bias"};
+  for (size_t i = 0; i < info.GetInputCount() && i < want.size(); ++i) {
+    std::vector<int64_t> got;
+    try {
+      got = info.GetInputTypeInfo(i).GetTensorTypeAndShapeInfo().GetShape();
+    } catch (const Ort::Exception&) {
+      continue;  // an omitted optional input, or no type known
+    }
+    if (got.empty()) continue;  // unknown rank
+    const std::vector<int64_t>& expected = want[i];
+    const bool is_a = i == 0;
+    bool agrees = is_a ? got.back() < 0 || got.back() == a.k : got.size() == expected.size();
+    for (size_t d = 0; !is_a && agrees && d < got.size(); ++d) agrees = got[d] < 0 || got[d] == expected[d];
+    if (!agrees) {
+      fail(a.node, std::string(names[i]) + " has shape " + dims_text(got) + ", expected " +
+                       (is_a ? "[..., " + std::to_string(a.k) + "]" : dims_text(expected)) + " for K=" +
+                       std::to_string(a.k) + ", N=" + std::to_string(a.n) + ", block_size=" + std::to_string(a.group));
+    }
+  }
+}
+
+}  // namespace
+
+void fail(const std::string& node, const std::string& what) {
+  throw std::invalid_argument("awq2trt::Int4MatMul node '" + node + "': " + what);
+}
+
+std::string dims_text(const std::vector<int64_t>& dims) {
+  std::string text = "[";
+  for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + "]";
+}
+
+void expect_dims(const std::string& node, const char* name, const std::vector<int64_t>& got,
+                 const std::vector<int64_t>& want) {
+  if (got != want) fail(node, std::string(name) + " has shape " + dims_text(got) + ", expected " + dims_text(want));
+}
+
+NodeAttributes read_node_attributes(const Ort::ConstKernelInfo& info) {
+  NodeAttributes a;
+  a.node = info.GetNodeName();
+  if (a.node.empty()) a.node = "(unnamed)";
+  auto attribute = [&](const char* name) {
+    try {
+      return info.GetAttribute<int64_t>(name);
+    } catch (const Ort::Exception&) {
+      fail(a.node, std::string("missing int attribute ") + name);
+    }
+  };
+  auto optional_attribute = [&](const char* name, int64_t fallback) {
+    try {
+      return info.GetAttribute<int64_t>(name);
+    } catch (const Ort::Exception&) {
+      return fallback;  // absent: the schema's default
+    }
+  };
+  a.k = attribute("K"), a.n = attribute("N"), a.group = attribute("block_size");
+  const int64_t bits = optional_attribute("bits", 4);
+  a.accuracy_level = optional_attribute("accuracy_level", 0);
+  if (bits != 4) fail(a.node, "bits=" + std::to_string(bits) + " is not supported (only 4)");
+  // Powers of two >= 16, as MatMulNBits takes: the SIMD paths work in 32-k chunks, the scalar one any size.
+  if (a.group < 16 || (a.group & (a.group - 1)) != 0) {
+    fail(a.node, "block_size=" + std::to_string(a.group) + " is not supported (a power of two >= 16)");
+  }
+  if (a.k <= 0 || a.n <= 0 || a.k % a.group != 0) {
+    fail(a.node, "K=" + std::to_string(a.k) + ", N=" + std::to_string(a.n) + ", block_size=" +
+                     std::to_string(a.group) + ": need positive K and N with K a multiple of block_size");
+  }
+  if (a.accuracy_level != 0 && a.accuracy_level != 4) {
+    fail(a.node, "accuracy_level=" + std::to_string(a.accuracy_level) +
+                     " is not supported (0: fp32 activations, 4: int8 activations per block)");
+  }
+  check_static_shapes(info, a);
+  return a;
+}
+
+NodeInputs read_node_inputs(Ort::KernelContext& ctx, const NodeAttributes& node) {
+  NodeInputs in;
+  const size_t count = ctx.GetInputCount();
+  in.a = ctx.GetInput(0);
+  const std::vector<int64_t> a_dims = in.a.GetTensorTypeAndShapeInfo().GetShape();
+  if (a_dims.empty() || a_dims.back() != node.k) {
+    fail(node.node, "A has shape " + dims_text(a_dims) + ", expected [..., K]");
+  }
+  in.m = 1;
+  for (size_t i = 0; i + 1 < a_dims.size(); ++i) in.m *= a_dims[i];
+  const int64_t groups = node.k / node.group;
+  in.b = ctx.GetInput(1), in.scales = ctx.GetInput(2);
+  expect_dims(node.node, "B", in.b.GetTensorTypeAndShapeInfo().GetShape(), {node.n, (node.k + 1) / 2});
+  expect_dims(node.node, "scales", in.scales.GetTensorTypeAndShapeInfo().GetShape(), {node.n, groups});
+  if (count > 3) in.zero_points = ctx.GetInput(3);
+  if (count > 4) in.bias = ctx.GetInput(4);
+  if (in.zero_points) {
+    expect_dims(node.node, "zero_points", in.zero_points.GetTensorTypeAndShapeInfo().GetShape(), {node.n, groups});
+  }
+  if (in.bias) expect_dims(node.node, "bias", in.bias.GetTensorTypeAndShapeInfo().GetShape(), {node.n});
+  in.y_dims = a_dims;
+  in.y_dims.back() = node.n;
+  return in;
+}
+
+}  // namespace awq2trt_ort
