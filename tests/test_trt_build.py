@@ -412,6 +412,23 @@ def test_build_checks_before_tensorrt(
     assert needle in line
 
 
+def test_a_trt_plugin_export_needs_the_plugin_library(
+    trt_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before TensorRT is looked for, instead of a parser error on the first AwqGemm node."""
+    import shutil
+
+    plugin_export = tmp_path / "plugin-export"
+    shutil.copytree(trt_export, plugin_export)
+    sidecar_path = plugin_export / "awq2trt.json"
+    data = json.loads(sidecar_path.read_text())
+    data["target"] = "trt-plugin"
+    sidecar_path.write_text(json.dumps(data))
+    (line,) = _cli_error(["build", str(plugin_export)], ExitCode.USER_ERROR, capsys)
+    assert "--plugin-lib: expected the AwqGemm plugin library (libawq2trt_trt.so" in line
+    assert line.endswith("got none given")
+
+
 @pytest.mark.usefixtures("no_tensorrt")
 def test_build_refuses_what_it_cannot_use(trt_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (line,) = _cli_error(["build", str(tmp_path / "nothing")], ExitCode.USER_ERROR, capsys)

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     import tensorrt
 
 ENGINE_FILE = "model.plan"  # the default engine name, inside MODEL_DIR
+# The export whose AwqGemm nodes need our plugin (awq2trt/targets/trt_plugin.py, not imported: it pulls numpy),
+# and the library plugins/tensorrt builds.
+TRT_PLUGIN_TARGET = "trt-plugin"
+PLUGIN_LIBRARY = "libawq2trt_trt.so"
 SUPPORTED_MAJORS = (10, 11)
 INSTALL_HINT = 'install it with pip install "awq2trt[trt]" (tensorrt>=10,<12; it needs an NVIDIA GPU and driver)'
 
@@ -234,6 +238,14 @@ def _plan(
         if not path.is_file():
             raise Awq2TrtError(f"--plugin-lib {lib}", expected="a plugin library file", got="no such file")
         libs.append(path)
+    if sidecar.target == TRT_PLUGIN_TARGET and not libs:
+        # The parser would otherwise fail deep in the build on the first AwqGemm node it has no creator for.
+        raise Awq2TrtError(
+            "--plugin-lib",
+            expected=f"the AwqGemm plugin library ({PLUGIN_LIBRARY}, built from plugins/tensorrt) for a"
+            " --target trt-plugin export",
+            got="none given",
+        )
     return _Plan(
         model_dir=folder,
         sidecar=sidecar,
