@@ -85,6 +85,7 @@ class Kernels:
         self.lib.awq2trt_int4_gemm_workspace_size.restype = ctypes.c_size_t
         self.lib.awq2trt_int4_gemm.argtypes = [ctypes.POINTER(GemmArgs), vp, ctypes.c_size_t, ctypes.c_int, vp]
         self.lib.awq2trt_host_repack.argtypes = [i64, i64, i64, vp, vp, vp, vp, vp, vp]
+        self.lib.awq2trt_repack.argtypes = [i64, i64, i64, vp, vp, vp, vp, vp, vp, vp]
 
     def host_dequantize(self, weight: CudaWeight, dtype: int) -> np.ndarray:
         """float32 [N, K] through the library's __host__ __device__ dequantization."""
@@ -119,6 +120,15 @@ class Kernels:
         )  # fmt: skip
         check(status)
         return CudaWeight(codes, scales_out, zeros_out, n, k, group_size)
+
+    def repack(
+        self, n: int, k: int, group_size: int, nibbles: int, scales: int, zeros: int, out: tuple[int, int, int],
+        stream: int,
+    ) -> None:  # fmt: skip
+        """The device repack (device addresses; zeros 0 = none): what the ONNX Runtime CUDA op runs once per node.
+        *out* is (codes, scales, zeros) of the kernels' layout."""
+        check(self.lib.awq2trt_repack(n, k, group_size, nibbles, scales, zeros or None, *(o or None for o in out),
+                                      stream))  # fmt: skip
 
     def split_k(self, m: int, n: int, k: int, sm_count: int) -> int:
         return int(self.lib.awq2trt_int4_split_k(m, n, k, sm_count))

@@ -287,6 +287,44 @@ def test_gemm_matches_torch(
     assert err <= tol, f"max |error| {err:.3g} > {tol:.3g} (max |Y| {scale:.3g})"
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize(("m", "n", "k", "g", "zero_point", "dtype"), [
+    (1, 577, 576, 64, True, "float16"), (9, 40, 1536, 32, False, "bfloat16"), (128, 1025, 1024, 128, True, "float16"),
+])  # fmt: skip
+def test_device_repack_then_gemm(
+    cuda_build: tuple[Path, str], m: int, n: int, k: int, g: int, zero_point: bool, dtype: str
+) -> None:
+    """What the ONNX Runtime CUDA op does, without ONNX Runtime: repack an Int4MatMul node's inputs on the device
+    (awq2trt_repack), compare with cuda_layout.to_cuda, then multiply with the repacked weight."""
+    torch = _torch_cuda()
+    kernels = cuda_kernels.Kernels(cuda_build[0])
+    weight = random_weight(np.random.default_rng(n + k), n, k, g, zero_point)
+    t_dtype = torch.float16 if dtype == "float16" else torch.bfloat16
+    np_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    want = to_cuda(weight, scale_dtype=np_dtype)
+    nibbles = torch.from_numpy((weight.qweight[:, 0::2] | (weight.qweight[:, 1::2] << 4)).astype(np.uint8)).cuda()
+    scales_in = torch.from_numpy(weight.scales.astype(np_dtype).view(np.int16).copy()).cuda()
+    zeros_in = torch.from_numpy(weight.zeros.copy()).cuda() if zero_point else None
+    n_pad, groups = padded_rows(n), k // g
+    codes = torch.zeros(n_pad * k // 8, dtype=torch.int32, device="cuda")
+    scales = torch.zeros((groups, n_pad), dtype=torch.int16, device="cuda")
+    zeros = torch.zeros((groups, n_pad), dtype=torch.uint8, device="cuda")
+    stream = torch.cuda.current_stream().cuda_stream
+    kernels.repack(n, k, g, nibbles.data_ptr(), scales_in.data_ptr(), 0 if zeros_in is None else zeros_in.data_ptr(),
+                   (codes.data_ptr(), scales.data_ptr(), zeros.data_ptr()), stream)  # fmt: skip
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(codes.cpu().numpy(), want.codes)
+    np.testing.assert_array_equal(scales.cpu().numpy().view(np.uint16), want.scales.view(np.uint16))
+    if zero_point:
+        np.testing.assert_array_equal(zeros.cpu().numpy(), want.zeros)
+    repacked = CudaWeight(codes.cpu().numpy(), scales.cpu().numpy().view(np_dtype), zeros.cpu().numpy(), n, k, g)
+    a = torch.randn((m, k), device="cuda").to(t_dtype)
+    got = run_gemm(torch, kernels, a, repacked, None, symmetric=not zero_point).float()
+    reference = a.float() @ torch.from_numpy(weight.dequantize(np.float32)).cuda().to(t_dtype).float().T
+    tol = (2**-10 if dtype == "float16" else 2**-7) * (reference.abs().max().item() + 1e-6)
+    assert (got - reference).abs().max().item() <= tol
+
+
 SANITIZER_DRIVER = """
 import sys, numpy as np, torch
 sys.path[:0] = [{root!r}]
