@@ -14,6 +14,7 @@ import ctypes
 import errno
 import functools
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -88,6 +89,8 @@ def disk_full(error: BaseException) -> str | None:
         if isinstance(seen, OSError) and seen.errno in _FULL_DISK:
             return os.strerror(seen.errno)
         text = str(seen)
+        if isinstance(seen, OSError) and _SHORT_WRITE.search(text):  # numpy's tofile: no errno, only the counts
+            return "a short write (a full disk or a file-size limit)"
         for code in _FULL_DISK:
             if f"os error {code})" in text or os.strerror(code) in text:
                 return os.strerror(code)
@@ -96,6 +99,7 @@ def disk_full(error: BaseException) -> str | None:
 
 
 _FULL_DISK = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
 
 
 def _full_disk_error(path: Path, reason: str) -> Awq2TrtError:
