@@ -22,6 +22,7 @@ from awq2trt.atomic import write_file_atomic
 from awq2trt.checkpoint.writer import TOKENIZER_FILES
 from awq2trt.errors import Awq2TrtError, MissingPackageError
 from awq2trt.output_lock import output_lock
+from awq2trt.runtime.graph_file import check_graph_file
 from awq2trt.sidecar import SIDECAR_FILE, Sidecar
 from awq2trt.tensorrt.cancel import cancel_on_signals
 from awq2trt.tensorrt.engine_info import ENGINE_INFO_FILE, FORMAT_VERSION, EngineInfo, Profile
@@ -122,8 +123,31 @@ def build_engine(
         raise Awq2TrtError("--workspace", expected="a size of at least 1 byte", got=workspace)
     import_tensorrt()
     # Held from here to the end (a build takes minutes): a second build into the same engine fails at once.
-    # Made only now, so a build that finds no TensorRT leaves no trace.
+    # The lock lives in the engine's folder; made only now, and removed again by a failed build, so a build that
+    # finds no TensorRT or fails leaves no trace.
+    made = [p for p in (plan.engine.parent, *plan.engine.parent.parents) if not p.exists()]
     _make_parent(plan.engine.parent)
+    try:
+        return _build_locked(plan, cache_path, workspace, force=force, progress=progress, verbose=verbose, start=start)
+    except BaseException:
+        for folder in made:  # deepest first; one that is not empty (something else wrote there) stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _build_locked(
+    plan: _Plan,
+    cache_path: Path | None,
+    workspace: int | None,
+    *,
+    force: bool,
+    progress: bool,
+    verbose: bool,
+    start: float,
+) -> BuildResult:
     with output_lock(plan.engine):
         if not force:  # checked again under the lock: a run that just finished may have written it
             _refuse_existing(plan)
@@ -223,6 +247,8 @@ def _plan(
     for name in (sidecar.model, sidecar.external_data):
         if name is not None and not (folder / name).is_file():
             raise Awq2TrtError(folder / name, expected=f"the graph file {where} names", got="no such file")
+    # TensorRT's parser opens the external data itself and trusts the graph's offsets: checked here first.
+    check_graph_file(folder, sidecar)
     engine = Path(output) if output is not None else folder / ENGINE_FILE
     if engine.is_dir():
         raise Awq2TrtError(engine, expected="a path for the engine file (e.g. OUT/model.plan)", got="a folder")
