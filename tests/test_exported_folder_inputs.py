@@ -178,3 +178,11 @@ def test_a_graph_that_is_not_protobuf(
     (folder / "model.onnx").write_bytes(b"\x0a\xff\xff\xff\xff\x0f not a model")
     line = _run_fails(folder, capsys, monkeypatch)
     assert line.startswith(f"error: {folder / 'model.onnx'}: expected an ONNX model (protobuf), got ")
+
+
+def test_a_sidecar_integer_of_thousands_of_digits(
+    folder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (folder / "awq2trt.json").write_text('{"num_layers": ' + "9" * 5000 + "}")
+    line = _run_fails(folder, capsys, monkeypatch)
+    assert line.startswith(f"error: {folder / 'awq2trt.json'}: expected readable JSON, got Exceeds the limit")
