@@ -191,7 +191,8 @@ class Sidecar:
         try:
             text = path.read_text()
             data = json.loads(text)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        # ValueError besides JSONDecodeError: json refuses integers of more than 4300 digits with a plain one.
+        except (OSError, ValueError, RecursionError) as error:
             raise Awq2TrtError(path, expected="readable JSON", got=str(error)[:200] or type(error).__name__) from None
         return cls.from_json(data, path)
 

@@ -32,6 +32,7 @@ import onnxruntime as ort
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import io_names
 from awq2trt.runtime.generate import Generation, Timing
+from awq2trt.runtime.graph_file import check_graph_file
 from awq2trt.runtime.kernels import KernelLibrary, check_providers, kernels_for, register
 from awq2trt.runtime.ort_step import NUMPY_DTYPES, OrtStepModel
 from awq2trt.runtime.text_model import TextModel, load_tokenizer
@@ -101,6 +102,8 @@ class OrtModel(TextModel):
             raise Awq2TrtError(
                 folder / data_name, expected=f"the external weight file {model_path.name} refers to", got="no such file"
             )
+        # ONNX Runtime opens the external data itself and trusts the graph's offsets: checked here first.
+        check_graph_file(folder, sidecar)
         # Found and checked before any session exists: a missing or foreign library is one error line.
         library = kernels_for(sidecar.kernels, sidecar.target, kernels, folder / SIDECAR_FILE)
         options = ort.SessionOptions()

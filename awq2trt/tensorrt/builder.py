@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 from awq2trt.atomic import write_file_atomic
 from awq2trt.checkpoint.writer import TOKENIZER_FILES
 from awq2trt.errors import Awq2TrtError, MissingPackageError
+from awq2trt.output_lock import output_lock
+from awq2trt.runtime.graph_file import check_graph_file
 from awq2trt.sidecar import SIDECAR_FILE, Sidecar
 from awq2trt.tensorrt.cancel import cancel_on_signals
 from awq2trt.tensorrt.engine_info import ENGINE_INFO_FILE, FORMAT_VERSION, EngineInfo, Profile
@@ -124,77 +126,106 @@ def build_engine(
     if workspace is not None and (isinstance(workspace, bool) or workspace < 1):
         raise Awq2TrtError("--workspace", expected="a size of at least 1 byte", got=workspace)
     import_tensorrt()
-    import tensorrt as trt
-
-    log = ErrorLog(verbose=verbose)
-    logger = tensorrt_logger(log)
-    _load_plugins(plan.plugin_libs)
-    builder = trt.Builder(logger)
-    # Strongly typed: every tensor keeps the type the graph gives it (fp16 graph -> fp16 engine, INT4 weights
-    # stay INT4); TensorRT 11 is always strongly typed and still accepts the flag.
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(plan.onnx_path)):
-        lines = [parser_error_line(plan.onnx_path, parser.get_error(i)) for i in range(parser.num_errors)]
-        raise OnnxParseError(plan.onnx_path, lines)
-    config = builder.create_builder_config()
-    if workspace is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
-    for index, profile in enumerate(plan.profiles):
-        _add_profile(builder, network, config, profile, index, plan.onnx_path)
-    warnings: list[str] = []
-    cache = _attach_timing_cache(config, cache_path, warnings)
-    bars = ProgressBars(enabled=progress)
-    monitor = tensorrt_monitor(bars)  # kept referenced until the build returns (TensorRT holds a raw pointer)
-    config.progress_monitor = monitor
-    try:
-        with cancel_on_signals(bars.cancel):
-            serialized = builder.build_serialized_network(network, config)
-    finally:
-        bars.close()
-    if bars.cancelled and bars.error is None:
-        raise KeyboardInterrupt
-    if bars.error is not None:
-        raise bars.error
-    if serialized is None or serialized.nbytes == 0:
-        reason = log.last_error or "no engine and no error message (rerun with --verbose for TensorRT's log)"
-        raise Awq2TrtError(plan.onnx_path, expected="a network TensorRT can build into an engine", got=reason)
-    info = EngineInfo(
-        format_version=FORMAT_VERSION,
-        tensorrt_version=trt.__version__,
-        engine=plan.engine.name,
-        dtype=plan.sidecar.dtype,
-        max_batch=plan.max_batch,
-        max_seq=plan.max_seq,
-        max_context=plan.max_context,
-        profiles=plan.profiles,
-        plugin_libs=tuple(str(p) for p in plan.plugin_libs),
-        engine_bytes=serialized.nbytes,
-    )
-    info_path = plan.engine.parent / ENGINE_INFO_FILE
+    # Held from here to the end (a build takes minutes): a second build into the same engine fails at once.
+    # The lock lives in the engine's folder; made only now, and removed again by a failed build, so a build that
+    # finds no TensorRT or fails leaves no trace.
+    made = [p for p in (plan.engine.parent, *plan.engine.parent.parents) if not p.exists()]
     _make_parent(plan.engine.parent)
-    if cache_path is not None:
-        _make_parent(cache_path.parent)
-    with _Outputs() as outputs:
-        for name in plan.copies:
-            outputs.write(plan.engine.parent / name, (plan.model_dir / name).read_bytes())
-        # An older engine.json would describe the engine about to be replaced: gone first, written again last,
-        # so at no moment does the folder claim an engine it does not hold.
-        info_path.unlink(missing_ok=True)
-        outputs.write(plan.engine, memoryview(serialized))
-        if cache is not None and cache_path is not None:
-            outputs.write(cache_path, memoryview(cache.serialize()))
-        outputs.write(info_path, info.to_text().encode())
-    EngineInfo.read(plan.engine.parent)  # the size check a runtime does, once, where the build can say so
-    return BuildResult(
-        engine=plan.engine,
-        info=info,
-        info_path=info_path,
-        seconds=time.perf_counter() - start,
-        copied=plan.copies,
-        timing_cache=cache_path,
-        warnings=tuple(warnings),
-    )
+    try:
+        return _build_locked(plan, cache_path, workspace, force=force, progress=progress, verbose=verbose, start=start)
+    except BaseException:
+        for folder in made:  # deepest first; one that is not empty (something else wrote there) stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _build_locked(
+    plan: _Plan,
+    cache_path: Path | None,
+    workspace: int | None,
+    *,
+    force: bool,
+    progress: bool,
+    verbose: bool,
+    start: float,
+) -> BuildResult:
+    with output_lock(plan.engine):
+        if not force:  # checked again under the lock: a run that just finished may have written it
+            _refuse_existing(plan)
+        import tensorrt as trt
+
+        log = ErrorLog(verbose=verbose)
+        logger = tensorrt_logger(log)
+        _load_plugins(plan.plugin_libs)
+        builder = trt.Builder(logger)
+        # Strongly typed: every tensor keeps the type the graph gives it (fp16 graph -> fp16 engine, INT4 weights
+        # stay INT4); TensorRT 11 is always strongly typed and still accepts the flag.
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(plan.onnx_path)):
+            lines = [parser_error_line(plan.onnx_path, parser.get_error(i)) for i in range(parser.num_errors)]
+            raise OnnxParseError(plan.onnx_path, lines)
+        config = builder.create_builder_config()
+        if workspace is not None:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+        for index, profile in enumerate(plan.profiles):
+            _add_profile(builder, network, config, profile, index, plan.onnx_path)
+        warnings: list[str] = []
+        cache = _attach_timing_cache(config, cache_path, warnings)
+        bars = ProgressBars(enabled=progress)
+        monitor = tensorrt_monitor(bars)  # kept referenced until the build returns (TensorRT holds a raw pointer)
+        config.progress_monitor = monitor
+        try:
+            with cancel_on_signals(bars.cancel):
+                serialized = builder.build_serialized_network(network, config)
+        finally:
+            bars.close()
+        if bars.cancelled and bars.error is None:
+            raise KeyboardInterrupt
+        if bars.error is not None:
+            raise bars.error
+        if serialized is None or serialized.nbytes == 0:
+            reason = log.last_error or "no engine and no error message (rerun with --verbose for TensorRT's log)"
+            raise Awq2TrtError(plan.onnx_path, expected="a network TensorRT can build into an engine", got=reason)
+        info = EngineInfo(
+            format_version=FORMAT_VERSION,
+            tensorrt_version=trt.__version__,
+            engine=plan.engine.name,
+            dtype=plan.sidecar.dtype,
+            max_batch=plan.max_batch,
+            max_seq=plan.max_seq,
+            max_context=plan.max_context,
+            profiles=plan.profiles,
+            plugin_libs=tuple(str(p) for p in plan.plugin_libs),
+            engine_bytes=serialized.nbytes,
+        )
+        info_path = plan.engine.parent / ENGINE_INFO_FILE
+        if cache_path is not None:
+            _make_parent(cache_path.parent)
+        with _Outputs() as outputs:
+            # An older engine.json would describe the engine about to be replaced: gone first (before the copied
+            # sidecar changes too), written again last, so at no moment does the folder claim an engine it does
+            # not hold, even if the build is killed in between.
+            info_path.unlink(missing_ok=True)
+            for name in plan.copies:
+                outputs.write(plan.engine.parent / name, (plan.model_dir / name).read_bytes())
+            outputs.write(plan.engine, memoryview(serialized))
+            if cache is not None and cache_path is not None:
+                outputs.write(cache_path, memoryview(cache.serialize()))
+            outputs.write(info_path, info.to_text().encode())
+        EngineInfo.read(plan.engine.parent)  # the size check a runtime does, once, where the build can say so
+        return BuildResult(
+            engine=plan.engine,
+            info=info,
+            info_path=info_path,
+            seconds=time.perf_counter() - start,
+            copied=plan.copies,
+            timing_cache=cache_path,
+            warnings=tuple(warnings),
+        )
 
 
 # -- before TensorRT --------------------------------------------------------------------------------------------
@@ -220,6 +251,8 @@ def _plan(
     for name in (sidecar.model, sidecar.external_data):
         if name is not None and not (folder / name).is_file():
             raise Awq2TrtError(folder / name, expected=f"the graph file {where} names", got="no such file")
+    # TensorRT's parser opens the external data itself and trusts the graph's offsets: checked here first.
+    check_graph_file(folder, sidecar)
     engine = Path(output) if output is not None else folder / ENGINE_FILE
     if engine.is_dir():
         raise Awq2TrtError(engine, expected="a path for the engine file (e.g. OUT/model.plan)", got="a folder")
@@ -228,10 +261,6 @@ def _plan(
     _check_parent(engine.parent)
     same_folder = engine.parent.resolve() == folder.resolve()
     copies = () if same_folder else tuple(n for n in (SIDECAR_FILE, *TOKENIZER_FILES) if (folder / n).is_file())
-    if not force:
-        for path in (engine, engine.parent / ENGINE_INFO_FILE, *(engine.parent / n for n in copies)):
-            if path.exists():
-                raise Awq2TrtError(path, expected="a new output", got="an existing file (pass --force to replace it)")
     libs = []
     for lib in plugin_libs:
         path = Path(lib).expanduser().resolve()
@@ -246,7 +275,7 @@ def _plan(
             " --target trt-plugin export",
             got="none given",
         )
-    return _Plan(
+    plan = _Plan(
         model_dir=folder,
         sidecar=sidecar,
         onnx_path=onnx_path,
@@ -258,6 +287,16 @@ def _plan(
         plugin_libs=tuple(libs),
         copies=copies,
     )
+    if not force:
+        _refuse_existing(plan)
+    return plan
+
+
+def _refuse_existing(plan: _Plan) -> None:
+    folder = plan.engine.parent
+    for path in (plan.engine, folder / ENGINE_INFO_FILE, *(folder / n for n in plan.copies)):
+        if path.exists():
+            raise Awq2TrtError(path, expected="a new output", got="an existing file (pass --force to replace it)")
 
 
 def _check_parent(parent: Path) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from types import ModuleType
 
 from awq2trt.cli import options
 from awq2trt.cli.models import model_path
 from awq2trt.cli.output import print_json
 from awq2trt.cli.quiet import quiet_compiler_logs
+from awq2trt.output_lock import output_lock
 from awq2trt.targets.lm_head import LM_HEAD_CHOICES
 from awq2trt.targets.ort import ACCURACY_LEVELS
 from awq2trt.targets.registry import all_targets
@@ -85,6 +87,12 @@ def handle(args: argparse.Namespace) -> int:
     if args.list_passes:
         print(passes.DEFAULT_PASSES.describe())
         return 0
+    # Held for the whole run (minutes of tracing), not only while writing: a second run into the path fails at once.
+    with output_lock(args.output):
+        return _export(args, passes)
+
+
+def _export(args: argparse.Namespace, passes: ModuleType) -> int:
     from awq2trt.frontend.export import export_checkpoint
 
     enabled = [] if args.no_fuse else passes.parse_pass_list(args.passes)

@@ -9,6 +9,7 @@ from awq2trt.cli import options
 from awq2trt.cli.models import model_path
 from awq2trt.cli.output import print_json
 from awq2trt.cli.quiet import quiet_compiler_logs
+from awq2trt.output_lock import output_lock
 
 # awq2trt.quantize.api.METHODS, the default first; a test keeps the two equal (importing it here would
 # load torch for every command, since the parser is built before a command is chosen).
@@ -99,6 +100,12 @@ def add_parser(subparsers: options.Subparsers) -> None:
 def handle(args: argparse.Namespace) -> int:
     if args.json and args.report:
         raise options.UsageError("--report prints a table on stdout; it cannot be combined with --json")
+    # Held for the whole run, not only while writing: a second run into the same path fails at once.
+    with output_lock(args.output):
+        return _quantize(args)
+
+
+def _quantize(args: argparse.Namespace) -> int:
     quiet_compiler_logs(args.verbose)
     from awq2trt.quantize import quantize_checkpoint
 

@@ -7,6 +7,7 @@ import sys
 
 from awq2trt.cli import options
 from awq2trt.cli.output import print_json
+from awq2trt.output_lock import output_lock
 
 # Constants only at import time: --help works without tritonclient or protobuf (the configs need them).
 from awq2trt.triton import DEVICES, KINDS
@@ -75,6 +76,11 @@ def add_parser(subparsers: options.Subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    with output_lock(args.output):  # a second run into the same repository fails at once
+        return _write(args)
+
+
+def _write(args: argparse.Namespace) -> int:
     from awq2trt.triton.repository import DEFAULT_MAX_TOKENS, write_repository
 
     result = write_repository(
