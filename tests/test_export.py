@@ -284,8 +284,10 @@ def test_killed_export_leaves_no_model(tmp_path: Path, sig: int) -> None:
         assert proc.returncode == 130 and err.strip().startswith("error: interrupted")
         assert list(work.iterdir()) == []
     else:
-        # A kill cannot be caught: the hidden partial folder stays until the next run into that output.
-        assert [p.name.startswith(".out.partial-") for p in work.iterdir()] == [True]
+        # A kill cannot be caught: the hidden partial folder and the lock file (its lock died with the process)
+        # stay until the next run into that output.
+        left = sorted(p.name for p in work.iterdir())
+        assert len(left) == 2 and left[0] == ".out.lock" and left[1].startswith(".out.partial-"), left
         export_checkpoint(fixture_path("llama-gemm-g64"), out, progress=False)
         assert [p.name for p in work.iterdir()] == ["out"]
 

@@ -54,6 +54,7 @@ SERVING_MODULES = (
     "ir/io_names.py",
     "runtime/__init__.py",
     "runtime/generate.py",
+    "runtime/graph_file.py",
     "runtime/kernels.py",
     "runtime/kv_cache.py",
     "runtime/ort_step.py",
