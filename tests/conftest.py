@@ -108,6 +108,25 @@ def symmetric_checkpoint(tmp: Path) -> Path:
     return quantize_checkpoint(source, tmp / "mistral-q", method="rtn", group_size=32, zero_point=False, progress=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _trace_each_structure_once() -> Any:
+    """In-process exports share traces of the same model structure (tests/trace_memo.py): the suite exports a
+    few fixtures to every target, and tracing is most of an export's time."""
+    import os
+
+    from tests.trace_memo import ENV_OFF, memoized_trace
+
+    if os.environ.get(ENV_OFF) == "1":
+        yield
+        return
+    from awq2trt.frontend import export
+
+    original = export._trace
+    export._trace = memoized_trace(original)
+    yield
+    export._trace = original
+
+
 @pytest.fixture(scope="session")
 def shared_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """shared_export(case, target="ir", dtype=None, accuracy_level=None) -> ExportResult: a peer fixture (or

@@ -13,6 +13,7 @@ before the run or of the run's own complete output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,12 +45,20 @@ def _serve() -> None:
 
     import awq2trt.frontend.export
     import awq2trt.quantize
-    import awq2trt.triton.repository  # noqa: F401
+    import awq2trt.triton.repository
     from awq2trt.cli import main
+    from tests.trace_memo import memoized_trace
 
+    # Children inherit the runner's traces (fork): a warmed-up export then spends its run on what it writes.
+    awq2trt.frontend.export._trace = memoized_trace(awq2trt.frontend.export._trace)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
+        if "warm" in request:  # run a command here, in the runner, so its traces are in every later child
+            with open(request["log"], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                rc = main(request["warm"])
+            print(json.dumps({"rc": rc}), flush=True)
+            continue
         sys.stdout.flush()
         start = time.monotonic()
         pid = os.fork()
@@ -143,6 +152,13 @@ class Runner:
         answer = json.loads(self._line())
         answer["log"] = self.log.read_text()
         return answer
+
+    def warm(self, argv: list[str]) -> None:
+        """Run *argv* inside the runner (not killed), so the traces it makes are shared by every later child."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"warm": argv, "log": str(self.log)}) + "\n")
+        self.proc.stdin.flush()
+        assert json.loads(self._line()) == {"rc": 0}, self.log.read_text()
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -292,10 +308,12 @@ def _export_opens(folder: Path) -> None:
     assert model.sidecar.num_layers == 2
 
 
-@pytest.mark.slow  # 22 exports of ~15 s each (the trace) on two cores; quantize and triton cover the default run
+@pytest.mark.slow  # 22 exports; quantize and triton cover the default run
 def test_export_survives_kills(runner: Runner, tmp_path: Path) -> None:
     out = tmp_path / "work" / "onnx"
     out.parent.mkdir()
+    # The trace is in memory only (nothing is written until it ends), so it is made once, before the kills.
+    runner.warm(["export", str(fixture_path("llama-gemm-g64")), "-o", str(tmp_path / "warm"), "-q"])
     base = ["export", str(fixture_path("llama-gemm-g64")), "-o", str(out), "--force", "-q"]
     _spread(kill_series(runner, out, (base, [*base, "--no-fuse"]), _export_opens))
 
