@@ -212,3 +212,26 @@ def test_trt_graph_matches_the_ir_graph(
     tokenizer = load_tokenizer(smollm2_rtn)
     ids = np.array([tokenizer("The GNU General Public License is a free, copyleft license")["input_ids"][:16]])
     assert_trt_equals_ir(ir, trt, ids, steps=32)
+
+
+@pytest.mark.gpu
+def test_ort_cuda_kernels_give_the_cpu_paths_greedy_tokens(
+    smollm2_rtn: Path, ort_kernels_cuda_library: Path, tmp_path: Path
+) -> None:
+    """Our CUDA-provider Int4MatMul (plugins/onnxruntime -DAWQ2TRT_ORT_CUDA=ON) on an fp16 ort-kernels export of
+    SmolLM2: 32 greedy tokens equal to the same library's CPU kernel on the same export."""
+    import onnxruntime as ort
+
+    from awq2trt.frontend.export import export_checkpoint
+    from awq2trt.runtime.session import OrtModel
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu and a GPU needed)")
+    folder = export_checkpoint(
+        smollm2_rtn, tmp_path / "k16", target="ort-kernels", dtype="fp16", accuracy_level=0, progress=False
+    ).output
+    cpu = OrtModel.open(folder, threads=2, kernels=ort_kernels_cuda_library)
+    gpu = OrtModel.open(folder, providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+                        kernels=ort_kernels_cuda_library)  # fmt: skip
+    prompt = cpu.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}])
+    assert gpu.generate(prompt, 32).ids == cpu.generate(prompt, 32).ids
