@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 from awq2trt.checkpoint.awq_config import AwqConfig
 from awq2trt.checkpoint.ct_config import CompressedTensorsConfig
 from awq2trt.checkpoint.formats import awq_gemm, awq_gemv, compressed_tensors, llm_awq
+from awq2trt.checkpoint.json_file import read_json_file
 from awq2trt.checkpoint.weight_files import WeightFiles
 from awq2trt.errors import Awq2TrtError, folder_listing
 from awq2trt.quant_weight import QuantWeight
@@ -52,16 +52,7 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise Awq2TrtError(
             path, expected="a Hugging Face config.json", got=f"missing (folder holds {folder_listing(folder)})"
         )
-    try:
-        config = json.loads(path.read_text())
-    except UnicodeDecodeError as exc:
-        raise Awq2TrtError(path, expected="UTF-8 JSON", got="undecodable bytes") from exc
-    except json.JSONDecodeError as exc:
-        raise Awq2TrtError(
-            path, expected="valid JSON", got=f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
-    except RecursionError as exc:  # json recurses per nesting level: a hostile file can exhaust the stack
-        raise Awq2TrtError(path, expected="JSON nested at most ~1000 levels", got="deeper nesting") from exc
+    config = read_json_file(path)
     if not isinstance(config, dict):
         raise Awq2TrtError(path, expected="a JSON object", got=type(config).__name__)
     return config
