@@ -11,10 +11,10 @@ import numpy as np
 from awq2trt.checkpoint.awq_config import AwqConfig
 from awq2trt.checkpoint.ct_config import CompressedTensorsConfig
 from awq2trt.checkpoint.formats import awq_gemm, awq_gemv, compressed_tensors, llm_awq
-from awq2trt.checkpoint.json_file import read_json_file
 from awq2trt.checkpoint.weight_files import WeightFiles
 from awq2trt.errors import Awq2TrtError, folder_listing
 from awq2trt.quant_weight import QuantWeight
+from awq2trt.untrusted_json import read_json_file
 
 CONFIG_NAME = "config.json"
 QUANT_METHODS = ("awq", "compressed-tensors")

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from awq2trt.checkpoint.json_file import parse_json, read_json_file
 from awq2trt.errors import Awq2TrtError
+from awq2trt.untrusted_json import parse_json, read_json_file
 
 if TYPE_CHECKING:
     import torch

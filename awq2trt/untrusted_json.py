@@ -1,4 +1,4 @@
-"""Read the small JSON files of a downloaded checkpoint (config.json, the shard index, tokenizer_config.json).
+"""Read the small JSON files of a downloaded folder (config.json, the shard index, tokenizer_config.json).
 
 These files come from strangers, so reading one is bounded before it starts: a file larger than *max_bytes*
 is refused from its size alone (never read into memory), nesting deep enough to exhaust json's recursion
