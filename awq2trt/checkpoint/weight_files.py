@@ -63,7 +63,7 @@ def _read_safetensors_header(path: Path) -> tuple[dict[str, dict], int]:
         if not isinstance(info, dict):
             raise Awq2TrtError(where, expected="dtype, shape and data_offsets", got=info)
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in _ITEMSIZE:
+        if not isinstance(dtype, str) or dtype not in _ITEMSIZE:  # a list or object is not even hashable
             raise Awq2TrtError(where, expected="a numeric safetensors dtype", got=dtype)
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise Awq2TrtError(where, expected="a shape of non-negative integers", got=shape)
@@ -147,11 +147,13 @@ class WeightFiles:
         weight_map = data.get("weight_map") if isinstance(data, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise Awq2TrtError(index, expected='a non-empty "weight_map" object', got=_kind(weight_map))
-        files = []
-        for shard in dict.fromkeys(weight_map.values()):
-            files.append(self._shard_path(index, shard))
+        files: dict[str, Path] = {}
+        for shard in weight_map.values():  # each checked before use as a key: a list or object is not hashable
+            if isinstance(shard, str) and shard in files:
+                continue
+            files[shard] = self._shard_path(index, shard)
         self._index_map = weight_map
-        return files
+        return list(files.values())
 
     def _shard_path(self, index: Path, shard: object) -> Path:
         """The folder's own file an index entry names; never a path that leaves the folder.

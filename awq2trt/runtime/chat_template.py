@@ -141,7 +141,13 @@ def _bounded_filter(name: str, f: Callable[..., Any], tick: Callable[[], None]) 
 @contextmanager
 def _alarm(seconds: float) -> Iterator[None]:
     """Interrupt a template that only iterates (no hook runs) once *seconds* pass; main thread only."""
-    if threading.current_thread() is not threading.main_thread():
+    # Signals belong to the main thread; and a timer someone else set (libFuzzer's -timeout, a test runner's)
+    # is theirs: leave both alone and rely on the deadline checks in the hooks.
+    busy = signal.getitimer(signal.ITIMER_REAL)[0] > 0 or signal.getsignal(signal.SIGALRM) not in (
+        signal.SIG_DFL,
+        signal.SIG_IGN,
+    )
+    if threading.current_thread() is not threading.main_thread() or busy:
         yield
         return
 
