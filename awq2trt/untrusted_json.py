@@ -58,9 +58,10 @@ def read_json_file(path: Path, *, max_bytes: int = MAX_JSON_BYTES, unique_keys: 
         if size > max_bytes:
             raise Awq2TrtError(path, expected=f"a JSON file of at most {max_bytes} bytes", got=f"{size} bytes")
         with path.open("rb") as fh:
-            raw = fh.read(max_bytes + 1)  # the file may grow between stat and read
+            # read(n) allocates n bytes up front: ask for what the file holds (+1 to see it grew), not the cap.
+            raw = fh.read(size + 1)
     except OSError as exc:
         raise Awq2TrtError(path, expected="a readable JSON file", got=exc.strerror or type(exc).__name__) from None
-    if len(raw) > max_bytes:
-        raise Awq2TrtError(path, expected=f"a JSON file of at most {max_bytes} bytes", got="a file that grew")
+    if len(raw) > size:  # it grew between stat and read: what it holds now is not what was checked
+        raise Awq2TrtError(path, expected="a JSON file that is not being written", got="a file that grew")
     return parse_json(raw, path, unique_keys=unique_keys)
