@@ -31,7 +31,7 @@ for name in "${harnesses[@]}"; do
     status=ok
     # -timeout: a render or read past 10 s is a hang; -rss_limit_mb: the memory bound the readers promise.
     PYTHONPATH="$root" "$python" "$root/tests/fuzz/fuzz_$name.py" \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=8192 -print_final_stats=1 \
+        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$out/$name/" "$out/$name" "$root/tests/fuzz/corpus/$name" >"$log" 2>&1 || status=CRASH
     execs="$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')"
     cov="$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1)"

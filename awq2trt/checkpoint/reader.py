@@ -55,6 +55,9 @@ def read_config(folder: Path) -> dict[str, Any]:
     config = read_json_file(path)
     if not isinstance(config, dict):
         raise Awq2TrtError(path, expected="a JSON object", got=type(config).__name__)
+    # Every stage looks the model type up in a table: a list or object there is not even hashable.
+    if not isinstance(config.get("model_type", ""), str):
+        raise Awq2TrtError(f"{path}: model_type", expected="a string", got=type(config["model_type"]).__name__)
     return config
 
 
