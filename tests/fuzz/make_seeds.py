@@ -12,16 +12,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save, save_file  # noqa: F401
+from safetensors.numpy import load_file, save
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from awq2trt.checkpoint import open_checkpoint  # noqa: E402
-from awq2trt.checkpoint.formats import awq_gemm, awq_gemv, compressed_tensors, llm_awq  # noqa: E402
-from awq2trt.quant_weight import QuantWeight  # noqa: E402
-from tests.fuzz import fuzz_index, fuzz_weights  # noqa: E402
-from tests.fuzz._harness import CORPUS_DIR, FIXTURES  # noqa: E402
+from awq2trt.checkpoint import open_checkpoint
+from awq2trt.checkpoint.formats import awq_gemm, awq_gemv, compressed_tensors, llm_awq
+from awq2trt.quant_weight import QuantWeight
+from tests.fuzz import fuzz_index, fuzz_weights
+from tests.fuzz._harness import CORPUS_DIR, FIXTURES
 
 MODULE = "model.layers.0.self_attn.q_proj"
 CHATML = (
@@ -105,7 +105,8 @@ def index_seeds() -> None:
     }
     for label, index in cases.items():
         write(fuzz_index.NAME, label, json.dumps(index).encode())
-    write(fuzz_index.NAME, "duplicate-key", b'{"weight_map": {"a.weight": "%s", "a.weight": "%s"}}' % (a.encode(), b.encode()))
+    duplicate = b'{"weight_map": {"a.weight": "%s", "a.weight": "%s"}}' % (a.encode(), b.encode())
+    write(fuzz_index.NAME, "duplicate-key", duplicate)
 
 
 def config_seeds() -> None:
@@ -136,7 +137,8 @@ def chat_template_seeds() -> None:
     for label, template in (("chatml", CHATML), ("llama3", LLAMA3), ("mistral", MISTRAL)):
         config = dict(base, chat_template=template, eos_token={"content": "</s>"})
         write("chat_template", label, json.dumps(config).encode())
-    write("chat_template", "named-list", json.dumps({"chat_template": [{"name": "default", "template": CHATML}]}).encode())
+    named = {"chat_template": [{"name": "default", "template": CHATML}]}
+    write("chat_template", "named-list", json.dumps(named).encode())
     for i, template in enumerate(HOSTILE_TEMPLATES):
         write("chat_template", f"hostile-{i}", json.dumps({"chat_template": template}).encode())
 
