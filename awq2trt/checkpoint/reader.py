@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from awq2trt.checkpoint.formats import awq_gemm, awq_gemv, compressed_tensors, l
 from awq2trt.checkpoint.weight_files import WeightFiles
 from awq2trt.errors import Awq2TrtError, folder_listing
 from awq2trt.quant_weight import QuantWeight
+from awq2trt.untrusted_json import read_json_file
 
 CONFIG_NAME = "config.json"
 QUANT_METHODS = ("awq", "compressed-tensors")
@@ -52,18 +52,12 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise Awq2TrtError(
             path, expected="a Hugging Face config.json", got=f"missing (folder holds {folder_listing(folder)})"
         )
-    try:
-        config = json.loads(path.read_text())
-    except UnicodeDecodeError as exc:
-        raise Awq2TrtError(path, expected="UTF-8 JSON", got="undecodable bytes") from exc
-    except json.JSONDecodeError as exc:
-        raise Awq2TrtError(
-            path, expected="valid JSON", got=f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
-    except RecursionError as exc:  # json recurses per nesting level: a hostile file can exhaust the stack
-        raise Awq2TrtError(path, expected="JSON nested at most ~1000 levels", got="deeper nesting") from exc
+    config = read_json_file(path)
     if not isinstance(config, dict):
         raise Awq2TrtError(path, expected="a JSON object", got=type(config).__name__)
+    # Every stage looks the model type up in a table: a list or object there is not even hashable.
+    if not isinstance(config.get("model_type", ""), str):
+        raise Awq2TrtError(f"{path}: model_type", expected="a string", got=type(config["model_type"]).__name__)
     return config
 
 

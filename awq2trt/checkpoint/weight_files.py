@@ -8,8 +8,8 @@ they are loaded with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import json
 import math
+import stat
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from awq2trt.errors import Awq2TrtError
+from awq2trt.untrusted_json import parse_json, read_json_file
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +34,10 @@ _ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1, "I16": 2
 def _read_safetensors_header(path: Path) -> tuple[dict[str, dict], int]:
     """Parse and sanity-check a safetensors header ourselves, so a truncated or corrupt file fails here."""
     try:
-        size = path.stat().st_size
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a FIFO or device would block or never end
+            raise Awq2TrtError(path, expected="a regular safetensors file", got="a special file")
+        size = status.st_size
         with path.open("rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
@@ -41,21 +45,25 @@ def _read_safetensors_header(path: Path) -> tuple[dict[str, dict], int]:
             (header_len,) = struct.unpack("<Q", head)
             if header_len > size - 8 or header_len > 100_000_000:
                 raise Awq2TrtError(path, expected="a safetensors header that fits the file", got=f"{header_len} bytes")
-            header = json.loads(fh.read(header_len))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raw = fh.read(header_len)
+    except OSError as exc:
         raise Awq2TrtError(path, expected="a readable safetensors file", got=type(exc).__name__) from exc
+    # A repeated tensor name would make json keep the last entry and hide the first one's bytes.
+    header = parse_json(raw, f"{path}: header", unique_keys=True)
     if not isinstance(header, dict):
         raise Awq2TrtError(path, expected="a safetensors JSON header", got=type(header).__name__)
     data_size = size - 8 - header_len
     spans = []
     for name, info in header.items():
         if name == "__metadata__":
+            if not isinstance(info, dict):
+                raise Awq2TrtError(f"{path}: __metadata__", expected="an object of strings", got=type(info).__name__)
             continue
         where = f"{path}: {name}"
         if not isinstance(info, dict):
             raise Awq2TrtError(where, expected="dtype, shape and data_offsets", got=info)
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in _ITEMSIZE:
+        if not isinstance(dtype, str) or dtype not in _ITEMSIZE:  # a list or object is not even hashable
             raise Awq2TrtError(where, expected="a numeric safetensors dtype", got=dtype)
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise Awq2TrtError(where, expected="a shape of non-negative integers", got=shape)
@@ -89,6 +97,7 @@ class WeightFiles:
         self._meta: dict[str, tuple[str, list[int]]] = {}
         self._pickled: dict[str, np.ndarray] | None = None
         self._offsets: dict[str, tuple[int, int]] = {}  # absolute byte range of each safetensors tensor
+        self._index_map: dict[str, str] | None = None
         index = folder / INDEX_NAME
         files = self._files_from_index(index) if index.exists() else sorted(folder.glob("model*.safetensors"))
         if not files:
@@ -117,25 +126,54 @@ class WeightFiles:
                 self._meta[name] = (info["dtype"], list(info["shape"]))
                 begin, end = info["data_offsets"]
                 self._offsets[name] = (data_start + begin, data_start + end)
+        self._check_index_map()
         self.files = files
 
+    def _check_index_map(self) -> None:
+        """A tensor the index places in one shard is not stored in another (the index describes other files).
+
+        Tensors the index lists but no shard holds are left to the readers that need them, which name them.
+        """
+        for name, shard in (self._index_map or {}).items():
+            found = self._file_of.get(name)
+            if found is not None and found.name != shard:
+                raise Awq2TrtError(
+                    self.folder / INDEX_NAME, expected=f"tensor {name[:80]} in {shard}", got=f"it is in {found.name}"
+                )
+
     def _files_from_index(self, index: Path) -> list[Path]:
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, json.JSONDecodeError, RecursionError, KeyError, TypeError) as exc:
-            raise Awq2TrtError(index, expected='JSON with a "weight_map" object', got=type(exc).__name__) from exc
+        # A repeated tensor name would leave it unclear which shard holds it.
+        data = read_json_file(index, unique_keys=True)
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
-            raise Awq2TrtError(index, expected="a non-empty weight_map", got=weight_map)
-        files = []
-        for shard in dict.fromkeys(weight_map.values()):
-            if not isinstance(shard, str) or Path(shard).name != shard:
-                raise Awq2TrtError(index, expected="shard file names inside the checkpoint folder", got=shard)
-            path = self.folder / shard
-            if not path.is_file():
-                raise Awq2TrtError(index, expected=f"shard {shard} to exist", got="missing file")
-            files.append(path)
+            raise Awq2TrtError(index, expected='a non-empty "weight_map" object', got=_kind(weight_map))
+        files: dict[str, Path] = {}
+        for shard in weight_map.values():  # each checked before use as a key: a list or object is not hashable
+            if isinstance(shard, str) and shard in files:
+                continue
+            files[shard] = self._shard_path(index, shard)
         self._index_map = weight_map
-        return files
+        return list(files.values())
+
+    def _shard_path(self, index: Path, shard: object) -> Path:
+        """The folder's own file an index entry names; never a path that leaves the folder.
+
+        A shard is a bare ``*.safetensors`` name of a regular file in the folder (no ``..``, no absolute path,
+        no sub-folder, not config.json or a device).  The file itself may be a symlink: the Hugging Face cache
+        stores every snapshot file as a link to ``../../blobs/``, and the link is the folder's own entry.
+        """
+        if not isinstance(shard, str) or not shard.endswith(".safetensors") or "\0" in shard:
+            raise Awq2TrtError(index, expected="shard names ending in .safetensors", got=repr(shard)[:200])
+        if Path(shard).name != shard or shard in (".", "..") or "/" in shard or "\\" in shard:
+            raise Awq2TrtError(index, expected="shard file names inside the checkpoint folder", got=repr(shard)[:200])
+        path = self.folder / shard
+        try:
+            exists = path.is_file()
+        except OSError as exc:  # a name too long for the file system, a link loop...
+            raise Awq2TrtError(index, expected=f"shard {shard[:80]} to exist", got=exc.strerror) from None
+        if not exists:
+            raise Awq2TrtError(index, expected=f"shard {shard[:80]} to exist", got="missing file")
+        return path
 
     def _load_pickled(self, paths: list[Path]) -> None:
         import torch
@@ -207,6 +245,11 @@ class WeightFiles:
 
 # The inverse of _NUMPY_DTYPES, so the two spellings cannot drift apart.
 _NUMPY_TO_SAFETENSORS = {np.dtype(numpy_name).name: name for name, numpy_name in _NUMPY_DTYPES.items()}
+
+
+def _kind(value: object) -> str:
+    """What a wrong JSON value was, short enough for one error line."""
+    return repr(value)[:80] if isinstance(value, (dict, list)) and value else type(value).__name__
 
 
 def _numpy_dtype_name(dtype: np.dtype) -> str:

@@ -8,7 +8,6 @@ jinja2 for chat templates, imported on first use): nothing here imports onnxrunt
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,14 +16,18 @@ from typing import Any
 import numpy as np
 
 from awq2trt.errors import Awq2TrtError
+from awq2trt.runtime.chat_template import render_chat_template
 from awq2trt.runtime.generate import Generation, Prompt, Text, TextCallback, check_ids, generate_tokens
 from awq2trt.runtime.sampling import SamplingConfig
 from awq2trt.runtime.step import StepModel
 from awq2trt.sidecar import Sidecar
+from awq2trt.untrusted_json import read_json_file
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
+# tokenizer_config.json carries the template (and sometimes the vocabulary's added tokens): a few MB at most.
+MAX_TEMPLATE_BYTES = 16 * 1024 * 1024
 
 
 class TextModel(ABC):
@@ -60,22 +63,7 @@ class TextModel(ABC):
 
     def apply_chat_template(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
         """Render the folder's chat template (tokenizer_config.json's ``chat_template`` or chat_template.jinja)."""
-        template, config = _chat_template(self.folder)
-        from jinja2.exceptions import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        def raise_exception(message: str) -> None:
-            raise TemplateError(message)
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
-        specials = {key: _token_text(config.get(key)) for key in ("bos_token", "eos_token", "pad_token", "unk_token")}
-        try:
-            return env.from_string(template).render(
-                messages=list(messages), add_generation_prompt=add_generation_prompt, **specials
-            )
-        except TemplateError as error:
-            raise Awq2TrtError("chat template", detail=str(error)) from None
+        return chat_prompt(self.folder, messages, add_generation_prompt=add_generation_prompt)
 
     # -- forward ------------------------------------------------------------------------------------------------
 
@@ -136,23 +124,43 @@ def load_tokenizer(folder: Path) -> Any | None:
     try:
         return Tokenizer.from_file(str(path))
     except Exception as error:
-        raise Awq2TrtError(path, detail=f"cannot be read: {error}") from None
+        raise Awq2TrtError(path, detail=f"cannot be read: {_first_line(error)}") from None
+    except BaseException as error:
+        # The Rust library turns a panic on a malformed file into pyo3's PanicException, which derives from
+        # BaseException so that `except Exception` misses it; it is still the file's fault, not ours.
+        if type(error).__name__ != "PanicException":
+            raise
+        raise Awq2TrtError(path, detail=f"cannot be read: {_first_line(error)}") from None
+
+
+def chat_prompt(folder: Path, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
+    """*messages* rendered with *folder*'s chat template, bounded in time and memory (`chat_template`)."""
+    template, config = _chat_template(folder)
+    specials = {key: _token_text(config.get(key)) for key in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    variables = {"messages": list(messages), "add_generation_prompt": add_generation_prompt, **specials}
+    return render_chat_template(template, variables)
 
 
 def _chat_template(folder: Path) -> tuple[str, dict[str, Any]]:
-    config: dict[str, Any] = {}
+    config: Any = {}
     config_path = folder / TOKENIZER_CONFIG_FILE
     if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-            raise Awq2TrtError(config_path, expected="readable JSON", got=str(error)[:200]) from None
+        config = read_json_file(config_path, max_bytes=MAX_TEMPLATE_BYTES)
+        if not isinstance(config, dict):
+            raise Awq2TrtError(config_path, expected="a JSON object", got=type(config).__name__)
     template = config.get("chat_template")
     if isinstance(template, list):  # [{"name": ..., "template": ...}]: the default one
         named = {item.get("name"): item.get("template") for item in template if isinstance(item, dict)}
         template = named.get("default")
-    if not template and (folder / CHAT_TEMPLATE_FILE).is_file():
-        template = (folder / CHAT_TEMPLATE_FILE).read_text()
+    template_path = folder / CHAT_TEMPLATE_FILE
+    if not template and template_path.is_file():
+        raw = template_path.read_bytes()[: MAX_TEMPLATE_BYTES + 1]
+        if len(raw) > MAX_TEMPLATE_BYTES:
+            raise Awq2TrtError(template_path, expected=f"at most {MAX_TEMPLATE_BYTES} bytes", got="a larger file")
+        try:
+            template = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Awq2TrtError(template_path, expected="UTF-8 text", got="undecodable bytes") from None
     if not isinstance(template, str) or not template:
         raise Awq2TrtError(
             folder, expected=f"a chat template ({TOKENIZER_CONFIG_FILE} or {CHAT_TEMPLATE_FILE})", got="none"
@@ -164,3 +172,7 @@ def _token_text(value: object) -> str:
     if isinstance(value, dict):
         return str(value.get("content", ""))
     return "" if value is None else str(value)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

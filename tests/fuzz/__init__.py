@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz harnesses of every reader of untrusted checkpoint bytes (see `_harness`)."""
