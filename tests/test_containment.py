@@ -489,3 +489,32 @@ def test_hostile_chat_template_is_refused(label: str, template_folder: Callable[
 def test_a_real_chat_template_still_renders(template_folder: Callable[[str], Path]) -> None:
     template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}{{ '<|assistant|>' * 1 }}"
     assert chat_prompt(template_folder(template), MESSAGES) == "<|user|>hi<|assistant|>"
+
+
+def test_a_tokenizer_panic_is_one_line_on_stderr(tmp_path: Path) -> None:
+    """The tokenizer library prints its own multi-line panic report on descriptor 2 before Python sees the panic;
+    a real process must show only our error for it (the fuzzer's BPE-merges crasher)."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    crasher = Path(__file__).parent / "fuzz" / "corpus" / "tokenizer" / "crash-bpe-merges-rust-panic"
+    shutil.copyfile(crasher, folder / "tokenizer.json")
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom awq2trt.errors import Awq2TrtError\n"
+        "from awq2trt.runtime.text_model import load_tokenizer\n"
+        "try:\n    load_tokenizer(Path(sys.argv[1]))\n"
+        "except Awq2TrtError as e:\n    print('error:', e, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {folder / 'tokenizer.json'}: cannot be read"), done.stderr
+
+
+def test_a_huge_tokenizer_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from awq2trt.runtime.text_model import MAX_TOKENIZER_BYTES, load_tokenizer
+
+    path = tmp_path / "tokenizer.json"
+    with path.open("wb") as sparse:
+        sparse.truncate(MAX_TOKENIZER_BYTES + 1)  # a hole: no disk used
+    with OpenAudit() as audit, pytest.raises(Awq2TrtError, match="expected a tokenizer file of at most 256 MB"):
+        load_tokenizer(tmp_path)
+    assert str(path) not in audit.opened

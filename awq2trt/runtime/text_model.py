@@ -8,8 +8,12 @@ jinja2 for chat templates, imported on first use): nothing here imports onnxrunt
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,8 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # tokenizer_config.json carries the template (and sometimes the vocabulary's added tokens): a few MB at most.
 MAX_TEMPLATE_BYTES = 16 * 1024 * 1024
+# Real tokenizer.json files are a few MB (the largest vocabularies about 30 MB); the file is parsed natively whole.
+MAX_TOKENIZER_BYTES = 256 * 1024 * 1024
 
 
 class TextModel(ABC):
@@ -119,10 +125,14 @@ def load_tokenizer(folder: Path) -> Any | None:
     path = folder / TOKENIZER_FILE
     if not path.is_file():
         return None
+    size = path.stat().st_size
+    if size > MAX_TOKENIZER_BYTES:  # parsed natively in one piece: refuse before it is read into memory
+        raise Awq2TrtError(path, expected=f"a tokenizer file of at most {MAX_TOKENIZER_BYTES >> 20} MB", got=size)
     from tokenizers import Tokenizer
 
     try:
-        return Tokenizer.from_file(str(path))
+        with _native_stderr_kept_on_success():
+            return Tokenizer.from_file(str(path))
     except Exception as error:
         raise Awq2TrtError(path, detail=f"cannot be read: {_first_line(error)}") from None
     except BaseException as error:
@@ -131,6 +141,33 @@ def load_tokenizer(folder: Path) -> Any | None:
         if type(error).__name__ != "PanicException":
             raise
         raise Awq2TrtError(path, detail=f"cannot be read: {_first_line(error)}") from None
+
+
+@contextlib.contextmanager
+def _native_stderr_kept_on_success() -> Iterator[None]:
+    """Hold what native code writes to file descriptor 2 inside the block, and pass it on only if the block
+    succeeds: the tokenizer library's panic hook prints a multi-line report there before Python sees the panic,
+    and a malformed file must end in our one error line.  Only a tokenizer load runs inside (at start-up)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2 (a daemon): nothing to keep clean
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            os.close(saved)
+            raise
+        os.dup2(saved, 2)
+        os.close(saved)
+        held.seek(0)
+        if text := held.read():
+            sys.stderr.write(text.decode("utf-8", "replace"))
+            sys.stderr.flush()
 
 
 def chat_prompt(folder: Path, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
