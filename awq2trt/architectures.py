@@ -400,8 +400,10 @@ def resolve_architecture(
     extra: Mapping[str, ArchitectureMapping] | None = None,
 ) -> Architecture:
     """The description of config.json's model type, or the one refusal (see `unknown_model_type`)."""
-    table = architecture_table(config, config_path, files, extra)
     model_type = config.get("model_type") or None
+    if model_type is not None and not isinstance(model_type, str):  # a config not read through read_config
+        raise Awq2TrtError(f"{config_path}: model_type", expected="a string", got=type(model_type).__name__)
+    table = architecture_table(config, config_path, files, extra)
     arch = table.get(model_type or "")
     if arch is None or not arch.compiled:
         raise unknown_model_type(model_type, config_path, table)

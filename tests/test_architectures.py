@@ -214,3 +214,10 @@ def test_python_awq_mapping_describes_the_type_too(tmp_path: Path) -> None:
     config = {"model_type": NEW_TYPE}
     arch = resolve_architecture(config, "config.json", extra={NEW_TYPE: BUILTIN_MAPPINGS["llama"]})
     assert arch.awq == BUILTIN_MAPPINGS["llama"] and arch.linears == LLAMA_LINEARS
+
+
+@pytest.mark.parametrize("model_type", [{"a": 1}, ["llama"], 3])
+def test_a_model_type_that_is_not_a_string_is_one_error(model_type: object) -> None:
+    """Also for a config that did not come through read_config (which refuses it first)."""
+    with pytest.raises(Awq2TrtError, match=r"^c/config.json: model_type: expected a string, got "):
+        resolve_architecture({"model_type": model_type}, "c/config.json")
