@@ -61,6 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from read_bandwidth import ReadProbe  # scripts/ is the script's own folder on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 WORKERS = SCRIPTS / "bench_peers"
@@ -392,69 +394,11 @@ def safetensors_weight_bytes(folder: Path) -> int:
 
 # ------------------------------------------------------------------------------------------------ bandwidth
 
-BANDWIDTH_C = r"""
-#include <omp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-/* Best read bandwidth (GB/s) of summing a MiB-sized array with OMP_NUM_THREADS threads. */
-int main(int argc, char **argv) {
-    size_t bytes = (size_t)atol(argv[1]) << 20;
-    int reps = atoi(argv[2]);
-    size_t n = bytes / sizeof(uint64_t);
-    uint64_t *a = aligned_alloc(64, n * sizeof(uint64_t));
-    if (!a) return 1;
-    /* first touch by the thread that later reads the same part */
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) a[i] = i;
-    double best = 0;
-    uint64_t sink = 0;
-    for (int r = 0; r < reps; r++) {
-        uint64_t s = 0;
-        double t0 = omp_get_wtime();
-        #pragma omp parallel for schedule(static) reduction(+ : s)
-        for (size_t i = 0; i < n; i++) s += a[i];
-        double gbs = (double)(n * sizeof(uint64_t)) / (omp_get_wtime() - t0) / 1e9;
-        if (gbs > best) best = gbs;
-        sink += s;
-    }
-    printf("%.3f %d\n", best, (int)(sink & 1));
-    free(a);
-    return 0;
-}
-"""
-
 
 def measure_bandwidth(work_dir: Path, threads: int, mib: int = 512, reps: int = 7) -> tuple[float, str]:
-    """Read bandwidth in GB/s with *threads* threads, and how it was measured."""
-    source, binary = work_dir / "bandwidth.c", work_dir / "bandwidth"
-    source.write_text(BANDWIDTH_C)
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler:
-        build = [compiler, "-O3", "-fopenmp", "-march=x86-64-v3" if platform.machine() == "x86_64" else "-O3"]
-        if run_logged([*build, str(source), "-o", str(binary)], work_dir / "logs" / "bandwidth.log") == 0:
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_PROC_BIND": "close"}
-            out = subprocess.run([str(binary), str(mib), str(reps)], env=env, capture_output=True, text=True)
-            if out.returncode == 0:
-                return float(out.stdout.split()[0]), f"C sum of {mib} MiB, {threads} threads, best of {reps}"
-    return numpy_bandwidth(threads, mib, reps), f"numpy sum of {mib} MiB, {threads} threads, best of {reps}"
-
-
-def numpy_bandwidth(threads: int, mib: int, reps: int) -> float:
-    """The same measurement with numpy (its reductions release the GIL, so threads run side by side)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import numpy as np
-
-    data = np.arange((mib << 20) // 8, dtype=np.uint64)
-    parts = np.array_split(data, threads)
-    best = 0.0
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in range(reps):
-            start = time.perf_counter()
-            list(pool.map(np.sum, parts))
-            best = max(best, data.nbytes / (time.perf_counter() - start) / 1e9)
-    return best
+    """Read bandwidth in GB/s with *threads* threads (best of *reps* passes), and how it was measured."""
+    probe = ReadProbe(mib << 20, threads)
+    return max(probe.measure() for _ in range(reps)), f"{probe.kind}, sum of {mib} MiB, best of {reps}"
 
 
 # ------------------------------------------------------------------------------------------------- engines

@@ -11,9 +11,8 @@ is timed; then the engines are timed in turn, round by round, and the table give
 Decode reads weights that are not in any cache, so for small M a model holds enough copies of the node, each
 with its own weights, that one run streams ``--stream-mib`` (more than the L3); a time per call is the run's time
 divided by the copies.  For large M the kernels are compute-bound and one node is timed.  The machine's read
-bandwidth is probed in the same run, before every round: two threads each sum half of a 1 GiB float64 buffer
-(numpy releases the GIL in the reduction; once checked here against a two-thread AVX-512 C read loop, both gave
-5-6 GB/s).
+bandwidth is probed in the same run, before every round: two threads each sum half of a 1 GiB buffer in a C
+loop (scripts/read_bandwidth.py; a numpy fallback without gcc, which reads slower, and the table says which).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from read_bandwidth import ReadProbe  # scripts/ is the script's own folder on sys.path
 
 from awq2trt.targets.matmul_nbits import pack_zero_points
 
@@ -147,21 +146,14 @@ def seconds_per_run(run: Callable[[], None], budget: float) -> float:
     return statistics.median(times)
 
 
-_PROBE: list[np.ndarray] = []  # made on first use: 1 GiB, far past the L3
+_PROBE: list[ReadProbe] = []  # made on first use: 1 GiB, far past the L3
 
 
 def probe_bandwidth() -> float:
-    """GB/s of two threads summing one half of a 1 GiB buffer each."""
+    """GB/s of two threads each reading one half of a 1 GiB buffer (scripts/read_bandwidth.py)."""
     if not _PROBE:
-        _PROBE.append(np.ones(1 << 27, np.float64))
-    halves = np.array_split(_PROBE[0], THREADS)
-    threads = [threading.Thread(target=half.sum) for half in halves]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return _PROBE[0].nbytes / (time.perf_counter() - start) / 1e9
+        _PROBE.append(ReadProbe(1 << 30, THREADS))
+    return _PROBE[0].measure()
 
 
 def check(engine: str, got: np.ndarray, want: np.ndarray) -> None:
@@ -226,7 +218,7 @@ def main() -> None:
         results = bench_shape(library, shape, group, list(ms), rounds, args.stream_mib << 20, bandwidth)
         rows += [(shape, group, m, results[m]) for m in ms]
     probe = statistics.median(bandwidth)
-    print(f"\nread bandwidth probe (2 threads, numpy, median of {len(bandwidth)}): {probe:.1f} GB/s")
+    print(f"\nread bandwidth probe ({_PROBE[0].kind}, median of {len(bandwidth)}): {probe:.1f} GB/s")
     print(f"{rounds} rounds; ratio = MatMulNBits time / ours (median of per-round ratios; > 1: ours faster)\n")
     head = f"{'shape':<22}{'M':>5}  {'mode':<4}{'us/call':>10}{'GB/s':>7}{'%bw':>6}{'mnb us':>10}{'x mnb-L0':>10}"
     print(head + f"{'x mnb-L4':>10}")
