@@ -69,10 +69,22 @@ class Text:
         return self.tokenizer
 
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        return self.need().encode(text, add_special_tokens=add_special_tokens).ids
+        tokenizer = self.need()
+        try:
+            return tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        except Exception as error:  # a tokenizer.json that loads but cannot encode (no unk token, ...)
+            raise self._unusable("encode", error) from None
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
-        return self.need().decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        tokenizer = self.need()
+        try:
+            return tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        except Exception as error:
+            raise self._unusable("decode", error) from None
+
+    def _unusable(self, what: str, error: Exception) -> Awq2TrtError:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        return Awq2TrtError(self.source, expected=f"a tokenizer that can {what} text", got=first)
 
 
 def generate_tokens(
