@@ -76,7 +76,7 @@ PathPlan plan_for(const Int4Problem& p) {
     // The int8 rows take the same shapes as the exact SIMD ones (whole 32-k chunks per block).
     if (path != Path::kScalar && int4_avx2_handles(p)) {
       if (path == Path::kAvx512 && has_vnni()) {
-        if (p.m >= kGemmMinRows) return {int8_gemm_avx512, Path::kAvx512, 8, 32};
+        if (p.m >= kInt8GemmMinRows) return {int8_gemm_avx512, Path::kAvx512, 8, 32};
         return {int8_rows_avx512, Path::kAvx512, 128};
       }
       if (supported(Path::kAvx2)) return {int8_rows_avx2, Path::kAvx2, 32};

@@ -23,6 +23,9 @@ struct PathPlan {
 // Exact mode on AVX-512 switches from the per-row table loop to the blocked GEMM (which reads A in k order, not
 // a_split) at this many activation rows.
 constexpr int64_t kGemmMinRows = 16;
+// The int8 mode's VNNI GEMM takes over earlier: from 8 rows it beats the row loop, which re-reads each code row
+// per 4 activation rows (SmolLM2's shapes, 1 and 2 threads: 1.2-1.7x at M = 8..12; at M = 4..6 it does not pay).
+constexpr int64_t kInt8GemmMinRows = 8;
 
 // The path the next Compute uses: the forced one if set, else the best this CPU supports.
 Path active_path();

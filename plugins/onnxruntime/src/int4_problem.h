@@ -50,7 +50,7 @@ void int8_rows_scalar(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 // AVX-512 VNNI (int8_avx512.cc, VPDPBUSD) and AVX2 (int8_avx2.cc, VPMADDUBSW): block_size % 32 == 0.
 void int8_rows_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 void int8_rows_avx2(const Int4Problem& p, int64_t n_begin, int64_t n_end);
-// The VNNI GEMM for M >= kGemmMinRows (int8_gemm_avx512.cc): a_q in spans of 8, 32 output rows per task.
+// The VNNI GEMM for M >= kInt8GemmMinRows (int8_gemm_avx512.cc): a_q in spans of 8, 32 output rows per task.
 void int8_gemm_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 
 // a_split for a [M, K] activation, K a multiple of 32.
