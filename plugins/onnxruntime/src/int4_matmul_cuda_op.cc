@@ -35,19 +35,11 @@ void check_status(const std::string& node, awq2trt_status status, const char* wh
 
 uint64_t cuda_compute_count() { return g_cuda_compute_count.load(std::memory_order_relaxed); }
 
-OrtStatusPtr Int4MatMulCudaOp::CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
-  try {
-    NodeAttributes attributes = read_node_attributes(Ort::ConstKernelInfo(info));
-    // The tensor cores take 64-channel chunks and a scale per 32 channels at most (awq2trt_cuda.h).
-    if (attributes.k % 64 != 0 || attributes.group % 32 != 0) {
-      fail(attributes.node, "K=" + std::to_string(attributes.k) + ", block_size=" + std::to_string(attributes.group) +
-                                ": the CUDA kernels need K % 64 == 0 and block_size % 32 == 0 (run this graph on "
-                                "the CPU provider)");
-    }
-    *kernel = new Int4MatMulCudaKernel(std::move(attributes), type_);
-    return nullptr;
-  } catch (const std::exception& error) {
-    return to_status(error);
+void Int4MatMulCudaKernel::check_supported(const NodeAttributes& attributes) {
+  if (attributes.k % 64 != 0 || attributes.group % 32 != 0) {
+    fail(attributes.node, "K=" + std::to_string(attributes.k) + ", block_size=" + std::to_string(attributes.group) +
+                              ": the CUDA kernels need K % 64 == 0 and block_size % 32 == 0 (run this graph on "
+                              "the CPU provider)");
   }
 }
 
@@ -94,14 +86,7 @@ void Int4MatMulCudaKernel::ensure_packed(const NodeInputs& in, void* stream) con
 }
 
 OrtStatusPtr Int4MatMulCudaKernel::ComputeV2(OrtKernelContext* context) const {
-  try {
-    Ort::KernelContext ctx(context);
-    Compute(ctx);
-    g_cuda_compute_count.fetch_add(1, std::memory_order_relaxed);
-    return nullptr;
-  } catch (const std::exception& error) {
-    return to_status(error);
-  }
+  return compute_with_status(*this, context, g_cuda_compute_count);
 }
 
 void Int4MatMulCudaKernel::Compute(Ort::KernelContext& ctx) const {

@@ -8,19 +8,20 @@
 // instead.  fp16 and bf16 activations only (the tensor-core path); a float graph's nodes stay on our CPU kernel.
 #pragma once
 
-#define ORT_API_MANUAL_INIT
-#include <onnxruntime_cxx_api.h>
-#undef ORT_API_MANUAL_INIT
-
 #include <cstdint>
 #include <mutex>
 
+#include "int4_matmul_signature.h"
 #include "node_checks.h"
 
 namespace awq2trt_ort {
 
 class Int4MatMulCudaKernel {
  public:
+  static constexpr const char* kExecutionProvider = "CUDAExecutionProvider";
+  // The tensor cores take 64-channel chunks and a scale per 32 channels at most (awq2trt_cuda.h).
+  static void check_supported(const NodeAttributes& attributes);
+
   Int4MatMulCudaKernel(NodeAttributes attributes, ONNXTensorElementDataType type)
       : attributes_(std::move(attributes)), type_(type) {}
   ~Int4MatMulCudaKernel();
@@ -28,9 +29,9 @@ class Int4MatMulCudaKernel {
   Int4MatMulCudaKernel& operator=(const Int4MatMulCudaKernel&) = delete;
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
+  void Compute(Ort::KernelContext& context) const;
 
  private:
-  void Compute(Ort::KernelContext& context) const;
   // The kernels' layout of the node's weight, made (again) when the source tensors are not the ones it was made
   // from: initializers never move, so that is once per session.
   void ensure_packed(const NodeInputs& in, void* stream) const;
@@ -45,28 +46,7 @@ class Int4MatMulCudaKernel {
   mutable int sm_count_ = 0;
 };
 
-struct Int4MatMulCudaOp : Ort::CustomOpBase<Int4MatMulCudaOp, Int4MatMulCudaKernel, true> {
-  explicit Int4MatMulCudaOp(ONNXTensorElementDataType type) : type_(type) {}
-
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
-
-  const char* GetName() const { return "Int4MatMul"; }
-  const char* GetExecutionProviderType() const { return "CUDAExecutionProvider"; }
-
-  size_t GetInputTypeCount() const { return 5; }  // A, B, scales, zero_points, bias
-  ONNXTensorElementDataType GetInputType(size_t index) const {
-    return index == 1 || index == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : type_;
-  }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index >= 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
-  }
-
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t /*index*/) const { return type_; }
-
- private:
-  ONNXTensorElementDataType type_;
-};
+using Int4MatMulCudaOp = Int4MatMulOpFor<Int4MatMulCudaKernel>;
 
 // How many CUDA Compute calls finished in this process (the GPU tests' proof that this kernel ran).
 uint64_t cuda_compute_count();

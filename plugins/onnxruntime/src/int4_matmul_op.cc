@@ -60,24 +60,8 @@ void quantize_task(void* data, size_t task) {
 
 uint64_t compute_count() { return g_compute_count.load(std::memory_order_relaxed); }
 
-OrtStatusPtr Int4MatMulOp::CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
-  try {
-    *kernel = new Int4MatMulKernel(read_node_attributes(Ort::ConstKernelInfo(info)), type_);
-    return nullptr;
-  } catch (const std::exception& error) {
-    return to_status(error);
-  }
-}
-
 OrtStatusPtr Int4MatMulKernel::ComputeV2(OrtKernelContext* context) const {
-  try {
-    Ort::KernelContext ctx(context);
-    Compute(ctx);
-    g_compute_count.fetch_add(1, std::memory_order_relaxed);
-    return nullptr;
-  } catch (const std::exception& error) {
-    return to_status(error);
-  }
+  return compute_with_status(*this, context, g_compute_count);
 }
 
 void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
