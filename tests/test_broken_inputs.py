@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 
 from awq2trt.cli import EXIT_USER_ERROR, main
 from tests.broken_corpus import CASES, CASES_BY_ID, CT, GEMM, GEMV, QWEN, BrokenCase, copy_fixture, pickle_only
+from tests.cli_processes import CliResult, run_cli_processes
 
 ERROR_LINE = re.compile(r"^error: .+: expected .+, got ")
 
@@ -124,29 +123,16 @@ def test_broken_input_gives_one_error_line(
 
 
 @pytest.fixture(scope="module")
-def subprocess_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, str]]:
-    """Start every subprocess case at once (each pays the interpreter start-up), then collect them."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    procs = {}
+def subprocess_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CliResult]:
+    argvs = {}
     for case_id in SUBPROCESS_IDS:
         case = CASES_BY_ID[case_id]
-        path = case.build(tmp_path_factory.mktemp(case_id))
-        procs[case_id] = subprocess.Popen(
-            [sys.executable, "-m", "awq2trt.cli", *inspect_argv(case, path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-    results = {}
-    for case_id, proc in procs.items():
-        out, err = proc.communicate(timeout=120)
-        results[case_id] = (proc.returncode, out, err)
-    return results
+        argvs[case_id] = inspect_argv(case, case.build(tmp_path_factory.mktemp(case_id)))
+    return run_cli_processes(argvs)
 
 
 @pytest.mark.parametrize("case", _params(SUBPROCESS_IDS))
-def test_broken_input_in_a_real_process(case: BrokenCase, subprocess_results: dict[str, tuple[int, str, str]]) -> None:
+def test_broken_input_in_a_real_process(case: BrokenCase, subprocess_results: dict[str, CliResult]) -> None:
     rc, out, err = subprocess_results[case.id]
     assert_one_error_line(case, rc, out, err)
 

@@ -28,6 +28,7 @@ from awq2trt.cli import EXIT_USER_ERROR, main
 from awq2trt.errors import Awq2TrtError
 from awq2trt.runtime.text_model import chat_prompt
 from tests.broken_corpus import CONFIG, GEMM, INDEX, PICKLE, WEIGHTS, copy_fixture, read_raw, write_raw
+from tests.cli_processes import CliResult, run_cli_processes
 from tests.open_audit import OpenAudit
 from tests.test_broken_inputs import ERROR_LINE, _restore_cli_side_effects  # noqa: F401 - an autouse fixture
 
@@ -409,23 +410,16 @@ def test_symlinked_files_stay_allowed(indexed: bool, tmp_path: Path, capsys: pyt
 
 
 @pytest.fixture(scope="module")
-def subprocess_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, str]]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    procs = {}
+def subprocess_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CliResult]:
+    argvs = {}
     for case_id in SUBPROCESS_IDS:
         case = CASES_BY_ID[case_id]
-        folder = case.build(tmp_path_factory.mktemp(case_id))
-        argv = [sys.executable, "-m", "awq2trt.cli", "inspect", str(folder), "--check", "-q", *case.args]
-        procs[case_id] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    results = {}
-    for case_id, proc in procs.items():
-        out, err = proc.communicate(timeout=120)
-        results[case_id] = (proc.returncode, out, err)
-    return results
+        argvs[case_id] = ["inspect", str(case.build(tmp_path_factory.mktemp(case_id))), "--check", "-q", *case.args]
+    return run_cli_processes(argvs)
 
 
 @pytest.mark.parametrize("case", _params(SUBPROCESS_IDS))
-def test_hostile_folder_in_a_real_process(case: ContainmentCase, subprocess_results: dict) -> None:
+def test_hostile_folder_in_a_real_process(case: ContainmentCase, subprocess_results: dict[str, CliResult]) -> None:
     assert_error_line(case, *subprocess_results[case.id])
 
 
