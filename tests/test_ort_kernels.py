@@ -96,9 +96,11 @@ def _int4_node_model(
     rank: int,
     accuracy_level: int | None = None,
     matmul_nbits: bool = False,
+    tiles16: bool = False,
 ) -> tuple:
     """One Int4MatMul node (or, on the same data, MatMulNBits) over random codes, and the numpy float64 reference
-    weight and bias."""
+    weight and bias.  *tiles16*: the node's weights in that layout (weight_layout attribute), tiled here from the
+    layout's definition."""
     rng = np.random.default_rng(k * 7919 + n * 31 + group)
     groups = k // group
     codes = rng.integers(0, 16, size=(n, k), dtype=np.uint8)
@@ -110,8 +112,12 @@ def _int4_node_model(
     inputs = ["A", "B", "scales", "", "", ""]
     if matmul_nbits:  # ORT's layout (awq2trt/targets/ort.py): B blocked per group, zero points two per byte
         initializers[0] = numpy_helper.from_array(packed.reshape(n, groups, group // 2), "B")
+    if tiles16:
+        initializers[0] = numpy_helper.from_array(_tile_codes(packed), "B")
+        initializers[1] = numpy_helper.from_array(_tile_per_group(scales), "scales")
     if zero_points:
-        initializers.append(numpy_helper.from_array(pack_zero_points(zeros) if matmul_nbits else zeros, "zeros"))
+        zero_values = pack_zero_points(zeros) if matmul_nbits else _tile_per_group(zeros) if tiles16 else zeros
+        initializers.append(numpy_helper.from_array(zero_values, "zeros"))
         inputs[3] = "zeros"
     if bias:
         initializers.append(numpy_helper.from_array(bias_values, "bias"))
@@ -123,6 +129,8 @@ def _int4_node_model(
     attributes = {"K": k, "N": n, "bits": 4, "block_size": group}
     if accuracy_level is not None:
         attributes["accuracy_level"] = accuracy_level
+    if tiles16:
+        attributes["weight_layout"] = "tiles16"
     op, domain = ("MatMulNBits", "com.microsoft") if matmul_nbits else ("Int4MatMul", "awq2trt")
     node = helper.make_node(op, inputs, ["Y"], name="the_node", domain=domain, **attributes)
     graph = helper.make_graph(
@@ -139,6 +147,25 @@ def _int4_node_model(
         scales.astype(np.float64), group, axis=1
     )
     return model.SerializeToString(), weight, bias_values.astype(np.float64) if bias else 0.0
+
+
+def _tile_codes(packed: np.ndarray) -> np.ndarray:
+    """Rows-layout codes [N, K/2] -> tiles16 [T, K/8, 16, 4]: chunk [t, c] is bytes 4c..4c+3 of rows 16t..16t+15,
+    padded rows zero."""
+    n, row_bytes = packed.shape
+    tiles = -(-n // 16)
+    padded = np.zeros((tiles * 16, row_bytes), np.uint8)
+    padded[:n] = packed
+    return np.ascontiguousarray(padded.reshape(tiles, 16, row_bytes // 4, 4).transpose(0, 2, 1, 3))
+
+
+def _tile_per_group(values: np.ndarray) -> np.ndarray:
+    """Scales or zero points [N, K/G] -> tiles16 [T, K/G, 16], padded rows zero."""
+    n, groups = values.shape
+    tiles = -(-n // 16)
+    padded = np.zeros((tiles * 16, groups), values.dtype)
+    padded[:n] = values
+    return np.ascontiguousarray(padded.reshape(tiles, 16, groups).transpose(0, 2, 1))
 
 
 SHAPES = [  # (K, N, G): one group; an odd number of groups (K not a multiple of 2G); odd N across several tasks
@@ -284,6 +311,72 @@ def test_int8_mode_is_within_matmulnbits_level4_error(
                 assert exact_error < 0.1 * error, f"{path}, M={len(a)}: level 4 looks exact ({error:.2e})"
     finally:
         library.force(None)
+
+
+TILES16_SHAPES = [(48, 5, 16), (96, 37, 32), (160, 21, 32), (320, 33, 64), (384, 65, 128), (2560, 19, 128)]
+
+
+@pytest.mark.parametrize(("k", "n", "group"), TILES16_SHAPES)
+@pytest.mark.parametrize("accuracy_level", [0, 4])
+@pytest.mark.parametrize(("zero_points", "bias"), [(True, True), (False, False)])
+def test_tiles16_node_computes_what_the_rows_node_does(
+    library: Library, k: int, n: int, group: int, accuracy_level: int, zero_points: bool, bias: bool
+) -> None:
+    """The same weights in the tiles16 layout give the rows node's output on every path and M (rows is checked
+    against numpy above): bit for bit where the path untiles into rows, and within fp32 summation order where the
+    int8 tiles kernel (AVX-512 VNNI) runs, since both quantize A into the same int8 blocks."""
+    rows_model, _, _ = _int4_node_model(k, n, group, zero_points, bias, np.float32, 2, accuracy_level)
+    tiles_model, _, _ = _int4_node_model(k, n, group, zero_points, bias, np.float32, 2, accuracy_level, tiles16=True)
+    rows, tiles = library.session(rows_model), library.session(tiles_model)
+    vnni = "avx512_vnni" in _cpu_flags()
+    rng = np.random.default_rng(17)
+    try:
+        for path in _runnable_paths(library):
+            assert library.force(path)
+            tiles_kernel = path == "avx512" and accuracy_level == 4 and vnni
+            for m in (1, 3, 4, 5, 8, 19, 64):
+                a = rng.standard_normal((m, k)).astype(np.float32)
+                want = rows.run(None, {"A": a})[0]
+                got = tiles.run(None, {"A": a})[0]
+                assert library.last_path() == (path if group % 32 == 0 or tiles_kernel else "scalar")
+                if tiles_kernel:
+                    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(np.abs(want).max()))
+                else:
+                    np.testing.assert_array_equal(got, want, err_msg=f"{path}, M={m}")
+    finally:
+        library.force(None)
+
+
+def test_tiles16_fp16_node_matches_numpy(library: Library) -> None:
+    """fp16 scales in the tiles16 layout are widened over the padded rows too (N = 37: three tiles)."""
+    k, n, group = 192, 37, 64
+    model, weight, bias_values = _int4_node_model(k, n, group, True, True, np.float16, 3, 4, tiles16=True)
+    a = np.random.default_rng(5).standard_normal((2, 5, k)).astype(np.float16)
+    got = library.session(model).run(None, {"A": a})[0]
+    want = a.astype(np.float64) @ weight.T + bias_values
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=0.02 * float(np.abs(want).max()))
+
+
+def test_unknown_weight_layout_fails_at_session_creation(library: Library) -> None:
+    import onnx
+
+    model, _, _ = _int4_node_model(192, 37, 64, True, False, np.float32, 2, 4, tiles16=True)
+    proto = onnx.load_from_string(model)
+    next(a for a in proto.graph.node[0].attribute if a.name == "weight_layout").s = b"columns"
+    message = 'weight_layout=\'columns\' is not supported \\("rows" or "tiles16"\\)'
+    with pytest.raises(Exception, match=f"awq2trt::Int4MatMul node 'the_node': {message}"):
+        library.session(proto.SerializeToString())
+
+
+def test_tiles16_node_with_rows_shaped_weights_fails_at_session_creation(library: Library) -> None:
+    import onnx
+
+    model, _, _ = _int4_node_model(192, 37, 64, True, False, np.float32, 2, 4)
+    proto = onnx.load_from_string(model)
+    proto.graph.node[0].attribute.append(helper.make_attribute("weight_layout", "tiles16"))
+    message = r"B has shape \[37, 96\], expected \[3, 24, 16, 4\] for K=192, N=37, block_size=64, weight_layout=tiles16"
+    with pytest.raises(Exception, match=f"awq2trt::Int4MatMul node 'the_node': {message}"):
+        library.session(proto.SerializeToString())
 
 
 @pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128"])

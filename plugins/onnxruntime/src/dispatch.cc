@@ -70,6 +70,17 @@ bool force_path(int path) {
 }
 
 PathPlan plan_for(const Int4Problem& p) {
+  if (p.tiles16) {
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
+    if (p.int8_activations && active_path() == Path::kAvx512 && has_vnni()) return {int8_tiles_avx512, Path::kAvx512, 8};
+#endif
+    Int4Problem rows = p;
+    rows.tiles16 = false;
+    PathPlan plan = plan_for(rows);
+    plan.untile = true;
+    plan.rows_per_task = (plan.rows_per_task + 15) / 16 * 16;
+    return plan;
+  }
 #if defined(AWQ2TRT_HAVE_X86_PATHS)
   const Path path = active_path();
   if (p.int8_activations) {

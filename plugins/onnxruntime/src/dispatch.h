@@ -18,6 +18,9 @@ struct PathPlan {
   // even k's then its odd k's; 0: a_q in k order, no a_split.
   int split_span;
   int64_t rows_per_task = 32;  // rows of Y per thread-pool task
+  // A tiles16 problem on a path that reads rows: each task turns its rows back into the rows layout first
+  // (untile_rows) and runs `rows` on that slice; rows_per_task is then a multiple of 16.
+  bool untile = false;
 };
 
 // Exact mode on AVX-512 switches from the per-row table loop to the blocked GEMM (which reads A in k order, not

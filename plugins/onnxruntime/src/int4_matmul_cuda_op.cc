@@ -36,6 +36,9 @@ void check_status(const std::string& node, awq2trt_status status, const char* wh
 uint64_t cuda_compute_count() { return g_cuda_compute_count.load(std::memory_order_relaxed); }
 
 void Int4MatMulCudaKernel::check_supported(const NodeAttributes& attributes) {
+  if (attributes.tiles16) {
+    fail(attributes.node, "weight_layout='tiles16' is a CPU kernel layout (export with --weight-layout rows for CUDA)");
+  }
   if (attributes.k % 64 != 0 || attributes.group % 32 != 0) {
     fail(attributes.node, "K=" + std::to_string(attributes.k) + ", block_size=" + std::to_string(attributes.group) +
                               ": the CUDA kernels need K % 64 == 0 and block_size % 32 == 0 (run this graph on "

@@ -38,6 +38,31 @@ void run_task(void* data, size_t task) {
   job.rows(*job.problem, begin, std::min(begin + job.rows_per_task, job.problem->n));
 }
 
+// A tiles16 problem on a path that reads rows: the task's rows go back into the rows layout in per-thread
+// scratch, the path computes them as a problem of their own, and its columns are copied into Y.  The slice is
+// rows_per_task rows (kilobytes), so nothing the size of the weight is ever copied.
+void run_untiled_task(void* data, size_t task) {
+  const Job& job = *static_cast<const Job*>(data);
+  const Int4Problem& p = *job.problem;
+  const int64_t begin = static_cast<int64_t>(task) * job.rows_per_task;
+  const int64_t rows = std::min(begin + job.rows_per_task, p.n) - begin;
+  thread_local std::vector<uint8_t> codes, zeros;
+  thread_local std::vector<float> scales, y;
+  codes.resize(static_cast<size_t>(rows * p.row_bytes));
+  scales.resize(static_cast<size_t>(rows * p.groups));
+  zeros.resize(p.zeros != nullptr ? static_cast<size_t>(rows * p.groups) : 0);
+  y.resize(static_cast<size_t>(p.m * rows));
+  untile_rows(p, begin, begin + rows, codes.data(), scales.data(), zeros.data());
+  Int4Problem slice = p;
+  slice.tiles16 = false;
+  slice.n = rows;
+  slice.codes = codes.data(), slice.scales = scales.data(), slice.zeros = p.zeros != nullptr ? zeros.data() : nullptr;
+  slice.bias = p.bias != nullptr ? p.bias + begin : nullptr;
+  slice.y = y.data();
+  job.rows(slice, 0, rows);
+  for (int64_t m = 0; m < p.m; ++m) std::copy_n(y.data() + m * rows, rows, p.y + m * p.n + begin);
+}
+
 // accuracy_level 4: the activations' int8 blocks, rows of A split across the pool like rows of Y.
 struct QuantizeJob {
   const Int4Problem* problem;
@@ -75,6 +100,8 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
 
   Int4Problem p;
   p.m = m, p.k = k, p.n = n, p.group = group, p.groups = groups, p.row_bytes = row_bytes;
+  p.tiles16 = attributes_.tiles16;
+  const int64_t weight_rows = p.tiles16 ? (n + 15) / 16 * 16 : n;  // tiles16 pads N to whole tiles
   p.codes = b_value.GetTensorData<uint8_t>();
   p.zeros = z_value ? z_value.GetTensorData<uint8_t>() : nullptr;
   // Half-precision activations, scales and bias become fp32 here: the paths compute in fp32 only.
@@ -90,7 +117,7 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
       return to_float(value.GetTensorData<Ort::BFloat16_t>(), count);
     };
     a32 = convert(a_value, static_cast<size_t>(m * k));
-    s32 = convert(s_value, static_cast<size_t>(n * groups));
+    s32 = convert(s_value, static_cast<size_t>(weight_rows * groups));
     if (bias_value) bias32 = convert(bias_value, static_cast<size_t>(n));
     y32.resize(static_cast<size_t>(m * n));
     p.a = a32.data(), p.scales = s32.data(), p.bias = bias_value ? bias32.data() : nullptr, p.y = y32.data();
@@ -118,7 +145,8 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     p.a_split = a_split.data();
   }
   Job job{&p, plan.rows, plan.rows_per_task};
-  ctx.ParallelFor(run_task, static_cast<size_t>((n + job.rows_per_task - 1) / job.rows_per_task), 0, &job);
+  ctx.ParallelFor(plan.untile ? run_untiled_task : run_task,
+                  static_cast<size_t>((n + job.rows_per_task - 1) / job.rows_per_task), 0, &job);
   note_last_path(plan.path);
 
   if (type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {

@@ -27,6 +27,9 @@ struct Int4Problem {
   const float* a_scale = nullptr;   // [M, groups]
   const float* a_sum = nullptr;     // [M, groups]
   bool int8_activations = false;    // accuracy_level 4 (set before plan_for: it picks the int8 rows)
+  // codes, scales and zeros in the tiles16 layout (NodeAttributes::tiles16; set before plan_for): only
+  // int8_tiles_avx512 reads it, every other path gets 16-row slices turned back into rows (untile_rows).
+  bool tiles16 = false;
   int64_t m = 0, k = 0, n = 0, group = 0, groups = 0, row_bytes = 0;
 };
 
@@ -52,6 +55,14 @@ void int8_rows_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 void int8_rows_avx2(const Int4Problem& p, int64_t n_begin, int64_t n_end);
 // The VNNI GEMM for M >= kInt8GemmMinRows (int8_gemm_avx512.cc): a_q in spans of 8, 32 output rows per task.
 void int8_gemm_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+
+// accuracy_level 4 on AVX-512 VNNI with tiles16 weights (int8_tiles_avx512.cc): a_q in spans of 8, any M; n_begin
+// a multiple of 16.
+void int8_tiles_avx512(const Int4Problem& p, int64_t n_begin, int64_t n_end);
+
+// Rows [n_begin, n_end) (n_begin a multiple of 16) of a tiles16 problem's weights in the rows layout: codes
+// [rows, row_bytes], scales [rows, groups], zeros [rows, groups] (left empty when the problem has none).
+void untile_rows(const Int4Problem& p, int64_t n_begin, int64_t n_end, uint8_t* codes, float* scales, uint8_t* zeros);
 
 // a_split for a [M, K] activation, K a multiple of 32.
 void split_activations(const float* a, int64_t m, int64_t k, float* out);

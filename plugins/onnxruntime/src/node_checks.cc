@@ -8,8 +8,7 @@ namespace {
 // Inputs whose shapes the graph fixes (initializers, typed inputs) must agree with K and N already at session
 // creation; symbolic dimensions are checked again at run time (read_node_inputs).
 void check_static_shapes(const Ort::ConstKernelInfo& info, const NodeAttributes& a) {
-  const int64_t groups = a.k / a.group;
-  const std::vector<std::vector<int64_t>> want = {{-1, a.k}, {a.n, (a.k + 1) / 2}, {a.n, groups}, {a.n, groups}, {a.n}};
+  const std::vector<std::vector<int64_t>> want = {{-1, a.k}, codes_dims(a), scales_dims(a), scales_dims(a), {a.n}};
   const char* names[] = {"A", "B", "scales", "zero_points", "bias"};
   for (size_t i = 0; i < info.GetInputCount() && i < want.size(); ++i) {
     std::vector<int64_t> got;
@@ -26,12 +25,23 @@ void check_static_shapes(const Ort::ConstKernelInfo& info, const NodeAttributes&
     if (!agrees) {
       fail(a.node, std::string(names[i]) + " has shape " + dims_text(got) + ", expected " +
                        (is_a ? "[..., " + std::to_string(a.k) + "]" : dims_text(expected)) + " for K=" +
-                       std::to_string(a.k) + ", N=" + std::to_string(a.n) + ", block_size=" + std::to_string(a.group));
+                       std::to_string(a.k) + ", N=" + std::to_string(a.n) + ", block_size=" + std::to_string(a.group) +
+                       (a.tiles16 ? ", weight_layout=tiles16" : ""));
     }
   }
 }
 
 }  // namespace
+
+std::vector<int64_t> codes_dims(const NodeAttributes& node) {
+  if (node.tiles16) return {(node.n + 15) / 16, node.k / 8, 16, 4};
+  return {node.n, (node.k + 1) / 2};
+}
+
+std::vector<int64_t> scales_dims(const NodeAttributes& node) {
+  if (node.tiles16) return {(node.n + 15) / 16, node.k / node.group, 16};
+  return {node.n, node.k / node.group};
+}
 
 void fail(const std::string& node, const std::string& what) {
   throw std::invalid_argument("awq2trt::Int4MatMul node '" + node + "': " + what);
@@ -67,6 +77,15 @@ NodeAttributes read_node_attributes(const Ort::ConstKernelInfo& info) {
     }
   };
   a.k = attribute("K"), a.n = attribute("N"), a.group = attribute("block_size");
+  std::string layout = "rows";  // absent: the schema's default
+  try {
+    layout = info.GetAttribute<std::string>("weight_layout");
+  } catch (const Ort::Exception&) {
+  }
+  if (layout != "rows" && layout != "tiles16") {
+    fail(a.node, "weight_layout='" + layout + "' is not supported (\"rows\" or \"tiles16\")");
+  }
+  a.tiles16 = layout == "tiles16";
   const int64_t bits = optional_attribute("bits", 4);
   a.accuracy_level = optional_attribute("accuracy_level", 0);
   if (bits != 4) fail(a.node, "bits=" + std::to_string(bits) + " is not supported (only 4)");
@@ -96,14 +115,13 @@ NodeInputs read_node_inputs(Ort::KernelContext& ctx, const NodeAttributes& node)
   }
   in.m = 1;
   for (size_t i = 0; i + 1 < a_dims.size(); ++i) in.m *= a_dims[i];
-  const int64_t groups = node.k / node.group;
   in.b = ctx.GetInput(1), in.scales = ctx.GetInput(2);
-  expect_dims(node.node, "B", in.b.GetTensorTypeAndShapeInfo().GetShape(), {node.n, (node.k + 1) / 2});
-  expect_dims(node.node, "scales", in.scales.GetTensorTypeAndShapeInfo().GetShape(), {node.n, groups});
+  expect_dims(node.node, "B", in.b.GetTensorTypeAndShapeInfo().GetShape(), codes_dims(node));
+  expect_dims(node.node, "scales", in.scales.GetTensorTypeAndShapeInfo().GetShape(), scales_dims(node));
   if (count > 3) in.zero_points = ctx.GetInput(3);
   if (count > 4) in.bias = ctx.GetInput(4);
   if (in.zero_points) {
-    expect_dims(node.node, "zero_points", in.zero_points.GetTensorTypeAndShapeInfo().GetShape(), {node.n, groups});
+    expect_dims(node.node, "zero_points", in.zero_points.GetTensorTypeAndShapeInfo().GetShape(), scales_dims(node));
   }
   if (in.bias) expect_dims(node.node, "bias", in.bias.GetTensorTypeAndShapeInfo().GetShape(), {node.n});
   in.y_dims = a_dims;

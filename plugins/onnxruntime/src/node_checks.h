@@ -18,7 +18,14 @@ struct NodeAttributes {
   std::string node;  // named in every error
   int64_t k = 0, n = 0, group = 0;
   int64_t accuracy_level = 0;  // 0: fp32 activations (exact); 4: int8 activations per block
+  // weight_layout "tiles16" (awq2trt/cpu_layout.py): B [T, K/8, 16, 4], scales and zero_points [T, K/G, 16] with
+  // T = ceil(N / 16); "rows" (the default, the IR's): B [N, ceil(K/2)], scales and zero_points [N, K/G].
+  bool tiles16 = false;
 };
+
+// The shapes of B, scales and zero_points (the same) in the node's weight layout.
+std::vector<int64_t> codes_dims(const NodeAttributes& node);
+std::vector<int64_t> scales_dims(const NodeAttributes& node);
 
 // Reads and checks K, N, block_size, bits, accuracy_level and the inputs' static shapes; throws
 // std::invalid_argument naming the node.
