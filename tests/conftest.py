@@ -129,9 +129,9 @@ def _trace_each_structure_once() -> Any:
 
 @pytest.fixture(scope="session")
 def shared_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """shared_export(case, target="ir", dtype=None, accuracy_level=None) -> ExportResult: a peer fixture (or
-    SYMMETRIC_CASE) exported once per test session, for the test files that compare or check the same exports.
-    Tests read these folders; one that changes a file works on a copy."""
+    """shared_export(case, target="ir", dtype=None, accuracy_level=None, weight_layout=None) -> ExportResult: a peer
+    fixture (or SYMMETRIC_CASE) exported once per test session, for the test files that compare or check the same
+    exports.  Tests read these folders; one that changes a file works on a copy."""
     import functools
 
     from awq2trt.frontend.export import export_checkpoint
@@ -143,11 +143,20 @@ def shared_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return fixture_path(case)
 
     @functools.cache
-    def export(case: str, target: str = "ir", dtype: str | None = None, accuracy_level: int | None = None) -> Any:
+    def export(
+        case: str,
+        target: str = "ir",
+        dtype: str | None = None,
+        accuracy_level: int | None = None,
+        weight_layout: str | None = None,
+    ) -> Any:
         level = "" if accuracy_level is None else f"-level{accuracy_level}"
-        out = tmp_path_factory.mktemp(f"{case}-{target}-{dtype or 'default'}{level}") / "model"
-        # Only the targets that read it get the option (the others refuse any non-default value).
-        options = {} if accuracy_level is None else {"accuracy_level": accuracy_level}
+        layout = "" if weight_layout is None else f"-{weight_layout}"
+        out = tmp_path_factory.mktemp(f"{case}-{target}-{dtype or 'default'}{level}{layout}") / "model"
+        # Only the targets that read them get the options (the others refuse any non-default value).
+        options: dict[str, Any] = {} if accuracy_level is None else {"accuracy_level": accuracy_level}
+        if weight_layout is not None:
+            options["weight_layout"] = weight_layout
         # Session fixtures run outside the per-test offline guard.
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("HF_HUB_OFFLINE", "1")

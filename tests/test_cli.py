@@ -132,6 +132,7 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["export", "c", "-o", "o", "--dtype", "bf16"], "--dtype"),
         (["export", "c", "-o", "o", "--lm-head", "int2"], "--lm-head"),
         (["export", "c", "-o", "o", "--accuracy-level", "7"], "--accuracy-level"),
+        (["export", "c", "-o", "o", "--weight-layout", "tiles8"], "--weight-layout"),
         (["eval", "m", "--dtype", "int8"], "--dtype"),
         (["eval", "m", "--window", "0"], "--window"),
         (["run", "m", "-p", "hi", "-n", "-1"], "--max-new-tokens"),

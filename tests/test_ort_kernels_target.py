@@ -25,8 +25,10 @@ import onnx
 import pytest
 
 from awq2trt.cli import main
+from awq2trt.cpu_layout import untile_codes, untile_groups
 from awq2trt.errors import Awq2TrtError
-from awq2trt.frontend.export import MODEL_FILE
+from awq2trt.frontend.export import MODEL_FILE, export_checkpoint
+from awq2trt.ir import int4_op
 from awq2trt.runtime import OrtModel
 from awq2trt.runtime import kernels as kernel_lookup
 from awq2trt.sidecar import ORT_KERNELS, SIDECAR_FILE, Sidecar
@@ -121,7 +123,7 @@ def test_graph_keeps_int4_nodes_with_bodies_and_the_sidecar_asks_for_the_library
     sidecar = Sidecar.read(folder)
     assert sidecar.target == "ort-kernels" and sidecar.kernels == ORT_KERNELS
     assert json.loads((folder / SIDECAR_FILE).read_text())["kernels"] == {"library": "libawq2trt_ort", "abi_version": 1}
-    assert sidecar.target_options == {"accuracy_level": 0, "lm_head": "fp"}
+    assert sidecar.target_options == {"accuracy_level": 0, "lm_head": "fp", "weight_layout": "rows"}
     graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False)
     int4 = [n for n in graph.graph.node if n.domain == "awq2trt"]
     assert len(int4) == result.int4_nodes and {n.op_type for n in int4} == {"Int4MatMul"}
@@ -160,6 +162,86 @@ def test_level_4_is_recorded_and_other_levels_are_one_line_errors(
         err = capsys.readouterr().err.strip()
         assert code == 1 and err.startswith("error: --accuracy-level") and "\n" not in err, err
         assert "0 (exact) or 4" in err and not out.exists()
+
+
+# -- --weight-layout tiles16 ---------------------------------------------------------------------------------------
+
+
+def _int4_weights(folder: Path) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
+    model = onnx.load(str(folder / MODEL_FILE))  # the fixtures' weights are small: read them all
+    arrays = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    nodes = [n for n in model.graph.node if n.domain == int4_op.DOMAIN]
+    return nodes, arrays
+
+
+@pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128"])  # Qwen2: q/k/v biases (tiles16_zp_bias)
+def test_tiles16_export_holds_the_tiles_and_stock_onnxruntime_gives_the_rows_logits(
+    shared_export: Any, case: str
+) -> None:
+    """Each Int4MatMul's weights are the rows export's, tiled (same names), the node says so and names its tiles16
+    overload; without the library ONNX Runtime runs the tiles16 bodies to the rows graph's logits."""
+    rows = _kernels_export(shared_export, case)
+    tiles = shared_export(case, "ort-kernels", accuracy_level=0, weight_layout="tiles16")
+    assert tiles.int4_nodes == rows.int4_nodes
+    assert Sidecar.read(tiles.output).target_options == {
+        "accuracy_level": 0,
+        "lm_head": "fp",
+        "weight_layout": "tiles16",
+    }
+    tile_nodes, tile_arrays = _int4_weights(tiles.output)
+    row_nodes, row_arrays = _int4_weights(rows.output)
+    assert [n.name for n in tile_nodes] == [n.name for n in row_nodes] and len(tile_nodes) == tiles.int4_nodes
+    for node, row_node in zip(tile_nodes, row_nodes, strict=True):
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs[int4_op.WEIGHT_LAYOUT] == b"tiles16" and attrs["accuracy_level"] == 0
+        assert list(node.input) == list(row_node.input)
+        has_zp, has_bias = len(node.input) > 3 and bool(node.input[3]), len(node.input) > 4 and bool(node.input[4])
+        assert node.overload == int4_op.overload_name(has_zp, has_bias, int4_op.LAYOUT_TILES16)
+        n, k, g = attrs["N"], attrs["K"], attrs["block_size"]
+        t = -(-n // 16)
+        b, scales = tile_arrays[node.input[1]], tile_arrays[node.input[2]]
+        assert b.shape == (t, k // 8, 16, 4) and b.dtype == np.uint8 and scales.shape == (t, k // g, 16)
+        np.testing.assert_array_equal(untile_codes(b, n), row_arrays[node.input[1]])
+        np.testing.assert_array_equal(untile_groups(scales, n), row_arrays[node.input[2]])
+        if has_zp:
+            zeros = tile_arrays[node.input[3]]
+            assert zeros.shape == (t, k // g, 16) and zeros.dtype == np.uint8
+            np.testing.assert_array_equal(untile_groups(zeros, n), row_arrays[node.input[3]])
+        if has_bias:
+            np.testing.assert_array_equal(tile_arrays[node.input[4]], row_arrays[node.input[4]])
+    model = onnx.load(str(tiles.output / MODEL_FILE), load_external_data=False)
+    assert {(f.name, f.overload) for f in model.functions} == {("Int4MatMul", n.overload) for n in tile_nodes}
+    assert any("bias" in n.overload for n in tile_nodes) == (case.startswith("qwen2"))
+    got_ids, got = IrSession(tiles.output).greedy(IDS, 3)  # registers nothing: the bodies run
+    want_ids, want = IrSession(rows.output).greedy(IDS, 3)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    for a, b in zip(got, want, strict=True):
+        assert float(np.linalg.norm(a - b) / np.linalg.norm(b)) <= 1e-5
+
+
+@pytest.mark.parametrize("target", ["ir", "ort", "trt", "trt-plugin"])
+def test_weight_layout_is_one_error_on_other_targets(
+    target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x"
+    argv = ["export", str(fixture_path(CASE)), "-o", str(out), "--target", target, "--weight-layout", "tiles16"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: --weight-layout: expected the default with --target {target} (it is for --target ort-kernels),"
+        " got tiles16"
+    ), err
+    assert not out.exists()
+    with pytest.raises(Awq2TrtError, match=f"--weight-layout: expected the default with --target {target} "):
+        export_checkpoint(fixture_path(CASE), out, target=target, weight_layout="tiles16", progress=False)
+    assert not out.exists()
+
+
+def test_an_unknown_weight_layout_is_one_error(tmp_path: Path) -> None:
+    """The CLI's choices refuse it as a usage error (tests/test_cli.py); the Python API names the two layouts."""
+    with pytest.raises(Awq2TrtError, match="--weight-layout: expected rows or tiles16, got tiles8"):
+        export_checkpoint(fixture_path(CASE), tmp_path / "x", target="ort-kernels", weight_layout="tiles8")
+    assert not (tmp_path / "x").exists()
 
 
 # -- finding the library ------------------------------------------------------------------------------------------

@@ -75,6 +75,21 @@ def lazy_initializer(graph: Any, name: str, dtype: Any, shape: tuple[int, ...], 
     return value
 
 
+def remap_initializer(value: Any, shape: tuple[int, ...], transform: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Give initializer *value* (same name, same dtype) a new shape and data that ``transform`` computes from its
+    current data, lazily: when the model is saved."""
+    import onnx_ir as ir
+
+    source = value.const_value
+    dtype = source.dtype
+
+    def materialize() -> Any:
+        return ir.Tensor(np.ascontiguousarray(transform(source.numpy())), name=value.name)
+
+    value.const_value = ir.LazyTensor(materialize, dtype, ir.Shape(shape), name=value.name)
+    value.shape = ir.Shape(shape)
+
+
 def int64_initializer(graph: Any, name: str, values: list[int]) -> Any:
     """Register a small 1-D int64 initializer (shapes, axes, bounds)."""
     import onnx_ir as ir

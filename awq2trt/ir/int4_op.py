@@ -7,10 +7,18 @@ kernel may compute; the ``ort-kernels`` target sets it for our library, 0 = fp32
 activations per block; the function body is always exact and ignores it).  Output Y [..., N] = A @ W.T + bias with
 W[n, k] = (q[n, k] - zero_points[n, k // G]) * scales[n, k // G].
 
+``weight_layout`` (optional string, default "rows") says how B, scales and zero_points are laid out: "rows" is
+the layout above; "tiles16" (`awq2trt.cpu_layout`, written by the ``ort-kernels`` target for the library's int8
+decode kernel) groups 16 output rows: B uint8 [T, K/8, 16, 4] with T = ceil(N/16), B[t, c, r, i] = rows-B[16t + r,
+4c + i]; scales and zero_points [T, K/G, 16], [t, g, r] = rows[16t + r, g]; the rows past N are zeros.  bias and
+every other attribute are the same in both layouts.
+
 Each node carries a model-local function body made of standard ops, so stock ONNX Runtime runs the
 un-lowered graph and it serves as the reference for every target.  ONNX Runtime refuses a body that reads
-an omitted optional input, so there is one body per input signature, told apart by the function
-``overload`` field (ONNX IR 10): "" (no zero points, no bias), "zp", "bias", "zp_bias".  Every overload
+an omitted optional input, so there is one body per input signature and layout, told apart by the function
+``overload`` field (ONNX IR 10): "" (no zero points, no bias), "zp", "bias", "zp_bias" for rows, and the same
+prefixed by the layout for tiles16 ("tiles16", "tiles16_zp", "tiles16_bias", "tiles16_zp_bias"), whose bodies
+first turn the tiles back into rows with standard ops and then compute as the rows bodies do.  Every overload
 declares all five formal inputs and ignores the ones its signature lacks.
 """
 
@@ -31,12 +39,56 @@ FORMAL_INPUTS = ("A", "B", "scales", "zero_points", "bias")
 ATTRIBUTES = ("K", "N", "bits", "block_size")  # what the function bodies declare
 # Read by compiled kernels only (plugins/onnxruntime); the bodies, the exact reference, never reference it.
 ACCURACY_LEVEL = "accuracy_level"
+# How B, scales and zero_points are laid out (absent = rows); the bodies of each layout read theirs.
+WEIGHT_LAYOUT = "weight_layout"
+LAYOUT_ROWS = "rows"  # B [N, K/2], scales and zero_points [N, K/G]
+LAYOUT_TILES16 = "tiles16"  # 16-row tiles (awq2trt.cpu_layout)
+WEIGHT_LAYOUTS = (LAYOUT_ROWS, LAYOUT_TILES16)
 
 
-def overload_name(has_zero_points: bool, has_bias: bool) -> str:
-    return {(False, False): "", (True, False): "zp", (False, True): "bias", (True, True): "zp_bias"}[
-        (has_zero_points, has_bias)
-    ]
+def overload_name(has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_ROWS) -> str:
+    """The function overload of a node with this input signature and weight layout ("", "zp", "tiles16_bias"...)."""
+    if layout not in WEIGHT_LAYOUTS:
+        raise ValueError(f"unknown Int4MatMul weight layout {layout!r} (known: {', '.join(WEIGHT_LAYOUTS)})")
+    parts = [layout] if layout != LAYOUT_ROWS else []
+    parts += ["zp"] if has_zero_points else []
+    parts += ["bias"] if has_bias else []
+    return "_".join(parts)
+
+
+_OVERLOADS = {
+    overload_name(zp, bias, layout): (layout, zp, bias)
+    for layout in WEIGHT_LAYOUTS
+    for zp in (False, True)
+    for bias in (False, True)
+}
+
+
+def parse_overload(overload: str) -> tuple[str, bool, bool]:
+    """(layout, has_zero_points, has_bias) of an overload name; the inverse of `overload_name`."""
+    try:
+        return _OVERLOADS[overload]
+    except KeyError:
+        known = ", ".join(repr(name) for name in _OVERLOADS)
+        raise ValueError(f"unknown Int4MatMul overload {overload!r} (known: {known})") from None
+
+
+def node_layout(node: Any) -> str:
+    """The weight layout of an onnx_ir Int4MatMul node (its ``weight_layout`` attribute, absent = rows)."""
+    attr = node.attributes.get(WEIGHT_LAYOUT)
+    return LAYOUT_ROWS if attr is None else attr.as_string()
+
+
+def node_signature(node: Any) -> tuple[str, bool, bool]:
+    """(layout, has_zero_points, has_bias) of an onnx_ir Int4MatMul node, read from its inputs and attributes."""
+    inputs = [*node.inputs, None, None, None, None, None][:5]
+    return node_layout(node), inputs[3] is not None, inputs[4] is not None
+
+
+def node_overload(node: Any) -> str:
+    """The overload an onnx_ir Int4MatMul node must name, given its inputs and weight layout."""
+    layout, has_zp, has_bias = node_signature(node)
+    return overload_name(has_zp, has_bias, layout)
 
 
 def _infer_output(ctx: Any) -> None:
@@ -92,6 +144,11 @@ def register_schema() -> None:
                 helper.make_attribute(ACCURACY_LEVEL, 0),
                 "compiled kernels: 0 = fp32 activations (exact), 4 = int8 activations per block",
             ),
+            schema.Attribute(
+                WEIGHT_LAYOUT,
+                helper.make_attribute(WEIGHT_LAYOUT, LAYOUT_ROWS),
+                "layout of B, scales and zero_points: rows ([N, ...]) or tiles16 (16-row tiles)",
+            ),
         ],
     )
     op_schema.set_type_and_shape_inference_function(_infer_output)
@@ -104,8 +161,62 @@ def _constant(name: str, value: np.ndarray) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
 
 
-def function_body(has_zero_points: bool, has_bias: bool) -> list[onnx.NodeProto]:
-    """Unpack the nibbles to [N, K/G, G], subtract zero points, scale, flatten, transpose and multiply."""
+def _untile_rows(tiled: str, rows: str, n_rows: str) -> list[onnx.NodeProto]:
+    """[T, X, 16, ...] -> [N, X * ...]: row 16t + r of the result is tiled[t, :, r, ...] flattened (tiles16)."""
+    from onnx import helper
+
+    p = f"{tiled}_untile"
+    four_d = tiled == "B"  # B [T, C, 16, 4]; scales and zero points [T, K/G, 16]
+    nodes = [
+        helper.make_node("Transpose", [tiled], [f"{p}_t"], perm=[0, 2, 1, 3] if four_d else [0, 2, 1]),
+        helper.make_node("Shape", [tiled], [f"{p}_x"], start=1, end=2),  # [C] or [K/G]
+    ]
+    if four_d:
+        nodes += [
+            helper.make_node("Shape", [tiled], [f"{p}_bytes"], start=3, end=4),  # [4]
+            helper.make_node("Mul", [f"{p}_x", f"{p}_bytes"], [f"{p}_width"]),  # [K/2]
+        ]
+    width = f"{p}_width" if four_d else f"{p}_x"
+    nodes += [
+        helper.make_node("Concat", ["untile_all_rows", width], [f"{p}_shape"], axis=0),
+        helper.make_node("Reshape", [f"{p}_t", f"{p}_shape"], [f"{p}_padded"]),  # [16 T, width]
+        helper.make_node("Slice", [f"{p}_padded", "untile_zero", n_rows, "untile_zero"], [rows]),  # [N, width]
+    ]
+    return nodes
+
+
+def _tiles16_prelude(has_zero_points: bool) -> list[onnx.NodeProto]:
+    """Standard ops that turn the tiles16 B, scales and zero_points back into rows ("B_rows", ...)."""
+    from onnx import AttributeProto, helper
+
+    n_scalar = helper.make_node("Constant", [], ["untile_n_scalar"])
+    n_scalar.attribute.append(helper.make_attribute_ref("value_int", AttributeProto.INT, ref_attr_name="N"))
+    nodes = [
+        n_scalar,  # the node's N attribute, read by the body
+        _constant("untile_zero", np.array([0], np.int64)),
+        _constant("untile_all_rows", np.array([-1], np.int64)),
+        helper.make_node("Unsqueeze", ["untile_n_scalar", "untile_zero"], ["untile_n"]),
+        *_untile_rows("B", "B_rows", "untile_n"),
+        *_untile_rows("scales", "scales_rows", "untile_n"),
+    ]
+    if has_zero_points:
+        nodes += _untile_rows("zero_points", "zero_points_rows", "untile_n")
+    return nodes
+
+
+def function_body(has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_ROWS) -> list[onnx.NodeProto]:
+    """The body for *layout*: tiles16 turns its weights back into rows first; then, for every layout, unpack the
+    nibbles to [N, K/G, G], subtract zero points, scale, flatten, transpose and multiply."""
+    if layout == LAYOUT_ROWS:
+        return _rows_body(has_zero_points, has_bias, "B", "scales", "zero_points")
+    if layout == LAYOUT_TILES16:
+        rows = _rows_body(has_zero_points, has_bias, "B_rows", "scales_rows", "zero_points_rows")
+        return _tiles16_prelude(has_zero_points) + rows
+    raise ValueError(f"unknown Int4MatMul weight layout {layout!r} (known: {', '.join(WEIGHT_LAYOUTS)})")
+
+
+def _rows_body(has_zero_points: bool, has_bias: bool, b: str, scales: str, zero_points: str) -> list[onnx.NodeProto]:
+    """The rows body, reading the codes, scales and zero points from the values named *b*, *scales*, *zero_points*."""
     from onnx import helper
 
     nodes = [
@@ -113,24 +224,24 @@ def function_body(has_zero_points: bool, has_bias: bool) -> list[onnx.NodeProto]
         _constant("four", np.uint8(4)),
         _constant("last_axis", np.array([-1], np.int64)),
         _constant("flat_rows", np.array([0, -1], np.int64)),
-        helper.make_node("BitwiseAnd", ["B", "low_mask"], ["even_codes"]),
-        helper.make_node("BitShift", ["B", "four"], ["odd_codes"], direction="RIGHT"),
+        helper.make_node("BitwiseAnd", [b, "low_mask"], ["even_codes"]),
+        helper.make_node("BitShift", [b, "four"], ["odd_codes"], direction="RIGHT"),
         helper.make_node("Unsqueeze", ["even_codes", "last_axis"], ["even3"]),
         helper.make_node("Unsqueeze", ["odd_codes", "last_axis"], ["odd3"]),
         helper.make_node("Concat", ["even3", "odd3"], ["pairs"], axis=-1),  # [N, K/2, 2]
-        helper.make_node("Shape", ["scales"], ["scales_shape"]),  # [N, K/G]
+        helper.make_node("Shape", [scales], ["scales_shape"]),  # [N, K/G]
         helper.make_node("Concat", ["scales_shape", "last_axis"], ["grouped_shape"], axis=0),
         helper.make_node("Reshape", ["pairs", "grouped_shape"], ["codes"]),  # [N, K/G, G]
-        helper.make_node("CastLike", ["codes", "scales"], ["codes_f"]),
-        helper.make_node("Unsqueeze", ["scales", "last_axis"], ["scales3"]),
+        helper.make_node("CastLike", ["codes", scales], ["codes_f"]),
+        helper.make_node("Unsqueeze", [scales, "last_axis"], ["scales3"]),
     ]
     if has_zero_points:
         nodes += [
-            helper.make_node("CastLike", ["zero_points", "scales"], ["zeros_f"]),
+            helper.make_node("CastLike", [zero_points, scales], ["zeros_f"]),
             helper.make_node("Unsqueeze", ["zeros_f", "last_axis"], ["zeros3"]),
         ]
     else:  # symmetric: the implicit zero point is 2^(bits-1) = 8, as in MatMulNBits
-        nodes += [_constant("eight", np.float32(8.0)), helper.make_node("CastLike", ["eight", "scales"], ["zeros3"])]
+        nodes += [_constant("eight", np.float32(8.0)), helper.make_node("CastLike", ["eight", scales], ["zeros3"])]
     nodes += [
         helper.make_node("Sub", ["codes_f", "zeros3"], ["centered"]),
         helper.make_node("Mul", ["centered", "scales3"], ["weight3"]),
@@ -143,7 +254,7 @@ def function_body(has_zero_points: bool, has_bias: bool) -> list[onnx.NodeProto]
     return nodes
 
 
-def make_function(has_zero_points: bool, has_bias: bool) -> onnx.FunctionProto:
+def make_function(has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_ROWS) -> onnx.FunctionProto:
     from onnx import helper
 
     function = helper.make_function(
@@ -151,12 +262,13 @@ def make_function(has_zero_points: bool, has_bias: bool) -> onnx.FunctionProto:
         OP_TYPE,
         list(FORMAL_INPUTS),
         ["Y"],
-        function_body(has_zero_points, has_bias),
+        function_body(has_zero_points, has_bias, layout),
         [helper.make_opsetid("", BODY_OPSET)],
         attributes=list(ATTRIBUTES),
     )
-    function.overload = overload_name(has_zero_points, has_bias)
-    function.doc_string = "Reference body of awq2trt::Int4MatMul (standard ops only)."
+    function.overload = overload_name(has_zero_points, has_bias, layout)
+    weights = "" if layout == LAYOUT_ROWS else f", {layout} weights"
+    function.doc_string = f"Reference body of awq2trt::Int4MatMul{weights} (standard ops only)."
     return function
 
 
@@ -174,13 +286,22 @@ def attach_functions(model: Any) -> int:
 
     Functions are attached only once the graph is final, so that no inliner (the exporter's, onnx_ir's)
     replaces the nodes by their bodies.
+
+    Each node's overload must be the one its inputs and ``weight_layout`` call for (`node_overload`): a node that
+    names another would silently run a body that ignores its zero points, bias or layout, so that is an error.
     """
     import onnx_ir as ir
 
     nodes = int4_nodes(model.graph)
+    for node in nodes:
+        if node.overload != (expected := node_overload(node)):
+            raise ValueError(
+                f"Int4MatMul node {node.name!r}: overload {node.overload!r}, but its inputs and weight layout call"
+                f" for {expected!r}"
+            )
     for overload in sorted({node.overload for node in nodes}):
-        has_zp, has_bias = overload in ("zp", "zp_bias"), overload in ("bias", "zp_bias")
-        function = ir.serde.deserialize_function(make_function(has_zp, has_bias))
+        layout, has_zp, has_bias = parse_overload(overload)
+        function = ir.serde.deserialize_function(make_function(has_zp, has_bias, layout))
         model.functions[function.identifier()] = function
     model.opset_imports[DOMAIN] = DOMAIN_VERSION
     return len(nodes)

@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from awq2trt.errors import Awq2TrtError
+from awq2trt.ir.int4_op import LAYOUT_ROWS
 from awq2trt.sidecar import KernelsSpec, KvCacheSpec, Sidecar
+
+# The Int4MatMul weight layout an ort-kernels export writes when --weight-layout is not given (awq2trt.ir.int4_op).
+DEFAULT_WEIGHT_LAYOUT = LAYOUT_ROWS
 
 
 @dataclass(frozen=True)
@@ -24,13 +28,14 @@ class ExportOptions:
 
     accuracy_level: int = 4  # MatMulNBits: 4 = int8 activations (fast), 0 = exact
     lm_head: str = "fp"  # fp: the dense output head as is; int8/int4: quantized as well
+    weight_layout: str = DEFAULT_WEIGHT_LAYOUT  # ort-kernels: rows (the IR's) or tiles16 (awq2trt.cpu_layout)
 
     def non_default(self) -> dict[str, Any]:
         defaults = ExportOptions()
         return {name: value for name, value in vars(self).items() if value != getattr(defaults, name)}
 
 
-OPTION_FLAGS = {"accuracy_level": "--accuracy-level", "lm_head": "--lm-head"}
+OPTION_FLAGS = {"accuracy_level": "--accuracy-level", "lm_head": "--lm-head", "weight_layout": "--weight-layout"}
 
 
 class Target(ABC):

@@ -20,11 +20,9 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import int4_op
-from awq2trt.ir.graph import MS_DOMAIN, take_over
+from awq2trt.ir.graph import MS_DOMAIN, remap_initializer, take_over
 from awq2trt.ir.ort_schemas import register_ort_schemas
 from awq2trt.sidecar import KvCacheSpec, Sidecar
 from awq2trt.targets.base import ExportOptions, Target
@@ -42,20 +40,6 @@ def _check_block_size(node_name: str, k: int, block_size: int) -> None:
             expected=f"a group size that is a power of two >= 16 and divides K={k} (MatMulNBits)",
             got=block_size,
         )
-
-
-def _map_initializer(value: Any, shape: tuple[int, ...], transform: Any) -> None:
-    """Give initializer *value* a new shape and data computed lazily from its current data."""
-    import onnx_ir as ir
-
-    source = value.const_value
-    dtype = source.dtype
-
-    def materialize() -> Any:
-        return ir.Tensor(np.ascontiguousarray(transform(source.numpy())), name=value.name)
-
-    value.const_value = ir.LazyTensor(materialize, dtype, ir.Shape(shape), name=value.name)
-    value.shape = ir.Shape(shape)
 
 
 def _module_name(codes_name: str) -> str:
@@ -81,9 +65,9 @@ def lower_to_ort(model: Any, *, accuracy_level: int = 4) -> int:
             if value is not None and (not value.is_initializer() or len(value.uses()) != 1):
                 raise Awq2TrtError(value.name, expected="a constant used by one matmul only", got="a shared value")
         groups = k // block
-        _map_initializer(b, (n, groups, block // 2), lambda codes, s=(n, groups, block // 2): codes.reshape(s))
+        remap_initializer(b, (n, groups, block // 2), lambda codes, s=(n, groups, block // 2): codes.reshape(s))
         if zeros is not None:
-            _map_initializer(zeros, (n, (groups + 1) // 2), pack_zero_points)
+            remap_initializer(zeros, (n, (groups + 1) // 2), pack_zero_points)
         lowered = ir.node(
             "MatMulNBits",
             [a, b, scales, zeros, None, bias] if bias is not None else [a, b, scales, zeros],

@@ -8,6 +8,12 @@ ONNX Runtime prefers a registered kernel to a node's model-local function body, 
 ``libawq2trt_ort`` (plugins/onnxruntime) runs our kernel for every node; the sidecar's ``kernels`` field tells
 runtimes to register it (``awq2trt.runtime.kernels``).
 
+``--weight-layout tiles16`` stores each Int4MatMul's codes, scales and zero points in the 16-row tiles the
+library's int8 decode kernel reads (`awq2trt.cpu_layout`), so that sessions never repack: the node says
+``weight_layout = "tiles16"`` and names the tiles16 overload, whose function body untiles with standard ops, so
+the graph stays valid ONNX that stock ONNX Runtime runs to the same numbers.  The sidecar records the layout
+with the other target options.
+
 No ``genai_config.json``: ONNX Runtime GenAI would not load our library, and it would silently run the slow
 function bodies instead.
 """
@@ -19,6 +25,7 @@ from typing import Any
 
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import int4_op
+from awq2trt.ir.graph import remap_initializer
 from awq2trt.sidecar import ORT_KERNELS, KernelsSpec, Sidecar
 from awq2trt.targets.base import ExportOptions
 from awq2trt.targets.lm_head import quantize_lm_head
@@ -39,6 +46,49 @@ def mark_accuracy_level(model: Any, accuracy_level: int) -> int:
     return len(nodes)
 
 
+def _owned_constant(value: Any) -> bool:
+    """Whether *value* is an initializer with data that only one node reads (so it may be rewritten in place)."""
+    return value.is_initializer() and value.const_value is not None and len(value.uses()) == 1
+
+
+def tile_weights(model: Any) -> int:
+    """Rewrite the Int4MatMul nodes of the onnx_ir *model* into the tiles16 weight layout, in place; returns how
+    many nodes now use it.
+
+    Every rows-layout node whose codes, scales and zero points are initializers read by that node alone is
+    rewritten: those initializers keep their names and get the tiles (computed lazily, tensor by tensor, from
+    their current data when the model is saved: the layout maps each tensor on its own), the node gains
+    ``weight_layout = "tiles16"`` and names the tiles16 overload.  A node whose weights are computed or shared
+    keeps the rows layout (still correct: the library reads the attribute per node).  A shape the layout cannot
+    hold is an error naming the node.
+    """
+    import onnx_ir as ir
+
+    from awq2trt.cpu_layout import CHUNK_BYTES, CHUNK_K, TILE_N, check_shape, tile_codes, tile_groups, tiles
+
+    count = 0
+    for node in int4_op.int4_nodes(model.graph):
+        layout, has_zp, has_bias = int4_op.node_signature(node)
+        if layout == int4_op.LAYOUT_TILES16:
+            count += 1
+            continue
+        _, b, scales, zeros, _ = [*node.inputs, None, None, None, None, None][:5]
+        if not all(_owned_constant(v) for v in (b, scales, zeros) if v is not None):
+            continue
+        k, n = node.attributes["K"].as_int(), node.attributes["N"].as_int()
+        g = node.attributes["block_size"].as_int()
+        check_shape(n, k, g, node.name or b.name)
+        t, groups = tiles(n), k // g
+        remap_initializer(b, (t, k // CHUNK_K, TILE_N, CHUNK_BYTES), lambda codes, w=b.name: tile_codes(codes, w))
+        remap_initializer(scales, (t, groups, TILE_N), lambda values, w=scales.name: tile_groups(values, w))
+        if zeros is not None:
+            remap_initializer(zeros, (t, groups, TILE_N), lambda values, w=zeros.name: tile_groups(values, w))
+        node.attributes[int4_op.WEIGHT_LAYOUT] = ir.AttrString(int4_op.WEIGHT_LAYOUT, int4_op.LAYOUT_TILES16)
+        node.overload = int4_op.overload_name(has_zp, has_bias, int4_op.LAYOUT_TILES16)
+        count += 1
+    return count
+
+
 class OrtKernelsTarget(OrtTarget):
     """ONNX Runtime with awq2trt's own int4 kernels (libawq2trt_ort) and ORT's contrib LLM ops."""
 
@@ -47,6 +97,7 @@ class OrtKernelsTarget(OrtTarget):
         "ONNX Runtime with awq2trt's int4 kernels (libawq2trt_ort custom ops) and ORT's contrib LLM ops;"
         " needs the library at run time"
     )
+    options = OrtTarget.options | {"weight_layout"}
 
     def check_options(self, options: ExportOptions) -> None:
         super().check_options(options)  # the ort target's checks (--lm-head choices, levels 0..4), then ours
@@ -56,9 +107,15 @@ class OrtKernelsTarget(OrtTarget):
                 expected="0 (exact) or 4 (int8 activations) with --target ort-kernels",
                 got=options.accuracy_level,
             )
+        if options.weight_layout not in int4_op.WEIGHT_LAYOUTS:
+            raise Awq2TrtError(
+                "--weight-layout", expected=" or ".join(int4_op.WEIGHT_LAYOUTS), got=options.weight_layout
+            )
 
     def lower(self, model: Any, options: ExportOptions) -> int:
         count = mark_accuracy_level(model, options.accuracy_level)
+        if options.weight_layout == int4_op.LAYOUT_TILES16:
+            tile_weights(model)  # before the bodies: each node's overload names its layout
         int4_op.attach_functions(model)  # the bodies keep the graph valid ONNX (and a reference)
         quantize_lm_head(model, options.lm_head, accuracy_level=options.accuracy_level)
         return count

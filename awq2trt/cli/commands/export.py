@@ -9,7 +9,9 @@ from awq2trt.cli import options
 from awq2trt.cli.models import model_path
 from awq2trt.cli.output import print_json
 from awq2trt.cli.quiet import quiet_compiler_logs
+from awq2trt.ir.int4_op import WEIGHT_LAYOUTS
 from awq2trt.output_lock import output_lock
+from awq2trt.targets.base import DEFAULT_WEIGHT_LAYOUT
 from awq2trt.targets.lm_head import LM_HEAD_CHOICES
 from awq2trt.targets.ort import ACCURACY_LEVELS
 from awq2trt.targets.registry import all_targets
@@ -52,6 +54,14 @@ def add_parser(subparsers: options.Subparsers) -> None:
         help="ort and ort-kernels targets: fp keeps the output head exact (default); int8 or int4 quantizes it"
         " (RTN, group 32, a MatMulNBits):"
         " on small models it is the largest read per token",
+    )
+    p.add_argument(
+        "--weight-layout",
+        default=DEFAULT_WEIGHT_LAYOUT,
+        choices=WEIGHT_LAYOUTS,
+        help=f"ort-kernels target: how the int4 weights are stored (default {DEFAULT_WEIGHT_LAYOUT}): rows as in the"
+        " IR graph, or tiles16, 16-row tiles the library's int8 decode kernel reads without repacking (the function"
+        " bodies still run them in stock ONNX Runtime)",
     )
     fusion = p.add_argument_group("graph passes")
     fusion.add_argument("--passes", default=None, help="run only these passes, comma-separated (default: all)")
@@ -103,6 +113,7 @@ def _export(args: argparse.Namespace, passes: ModuleType) -> int:
         target=args.target,
         accuracy_level=args.accuracy_level,
         lm_head=args.lm_head,
+        weight_layout=args.weight_layout,
         passes=enabled,
         disable_passes=passes.parse_pass_list(args.disable_passes) or (),
         fuse_mapping=args.fuse_mapping,
