@@ -12,6 +12,7 @@ import pytest
 
 from awq2trt.errors import Awq2TrtError
 from awq2trt.frontend.export import MODEL_FILE, export_checkpoint
+from awq2trt.ir.graph import MS_DOMAIN
 from awq2trt.targets.lm_head import quantize_lm_head
 from tests.conftest import fixture_path, max_abs_rel, reference
 from tests.ort_driver import IrSession
@@ -88,6 +89,28 @@ def test_head_matches_numpy_dequantization(choice: str, transposed: bool) -> Non
     assert not np.allclose(logits, hidden @ weight.T, atol=1e-3)  # it really is the quantized head
     ops = [n.op_type for n in model.graph]
     assert ops == ["MatMulNBits"] and "head" not in model.graph.initializers  # the dense head is gone
+
+
+@pytest.mark.parametrize("tiles16", [False, True])
+def test_int4_head_as_an_int4matmul_matches_numpy_dequantization(tiles16: bool) -> None:
+    """ort-kernels' form of the int4 head: one awq2trt::Int4MatMul with the same RTN codes (its function body runs
+    it here, in stock ONNX Runtime), in the rows layout or tiled like the other nodes."""
+    from awq2trt.ir import int4_op
+    from awq2trt.targets.ort_kernels import tile_weights
+
+    rng = np.random.default_rng(5)
+    weight = rng.standard_normal((VOCAB, HIDDEN), dtype=np.float32)
+    hidden = rng.standard_normal((2, 5, HIDDEN), dtype=np.float32)
+    model = _head_graph(weight, tied=False, transposed=True)
+    assert quantize_lm_head(model, "int4", block_size=32, accuracy_level=0, int4_matmul=True)
+    assert not tiles16 or tile_weights(model) == 1
+    int4_op.attach_functions(model)
+    (logits,) = _run(model, {"hidden": hidden})
+    np.testing.assert_allclose(logits, hidden @ _numpy_rtn_dequant(weight, 32, 4).T, rtol=1e-5, atol=1e-4)
+    (node,) = model.graph
+    assert (node.domain, node.op_type) == (int4_op.DOMAIN, int4_op.OP_TYPE)
+    assert node.overload == int4_op.overload_name(True, False, int4_op.LAYOUT_TILES16 if tiles16 else "rows")
+    assert "head" not in model.graph.initializers and MS_DOMAIN not in model.opset_imports
 
 
 def test_tied_embedding_stays_exact() -> None:

@@ -106,6 +106,13 @@ def test_cuda_provider_needs_a_16_bit_export(ort_kernels_cuda_library: Path) -> 
     kernel_lookup.check_providers(library, CUDA, "float16", "out/awq2trt.json")
 
 
+def test_cuda_provider_needs_the_rows_weight_layout(shared_export: Any, ort_kernels_cuda_library: Path) -> None:
+    """tiles16 (the ort-kernels default) is the CPU kernel's layout: --provider cuda on it is one error at open."""
+    export = shared_export("llama-gemm-g64", "ort-kernels", dtype="float16", accuracy_level=0)
+    with pytest.raises(Awq2TrtError, match=r"awq2trt.json: expected an export with --weight-layout rows for our CUDA"):
+        OrtModel.open(export.output, providers=CUDA, kernels=ort_kernels_cuda_library)
+
+
 def test_open_refuses_cuda_with_a_cpu_only_library(shared_export: Any, ort_kernels_library: Path) -> None:
     """Before any session exists: OrtModel.open names the library and how to rebuild it."""
     export = shared_export("llama-gemm-g64", "ort-kernels", dtype="float16", accuracy_level=0)
@@ -144,7 +151,7 @@ def test_cuda_kernel_matches_numpy(
 def test_cuda_path_gives_the_cpu_paths_greedy_tokens(
     shared_export: Any, ort_kernels_cuda_library: Path, cuda_library: ctypes.CDLL
 ) -> None:
-    export = shared_export("llama-gemm-g64", "ort-kernels", dtype="float16", accuracy_level=0)
+    export = shared_export("llama-gemm-g64", "ort-kernels", dtype="float16", accuracy_level=0, weight_layout="rows")
     prompt = [1, 17, 42, 7, 99, 3, 11, 5]
     cpu = OrtModel.open(export.output, threads=2, kernels=ort_kernels_cuda_library)
     gpu = OrtModel.open(export.output, providers=CUDA, kernels=ort_kernels_cuda_library)

@@ -66,8 +66,9 @@ def _count(library: ctypes.CDLL) -> int:
     return int(library.awq2trt_ort_compute_count())
 
 
-def _kernels_export(shared_export: Any, case: str = CASE, level: int = 0) -> Any:
-    return shared_export(case, "ort-kernels", accuracy_level=level)
+def _kernels_export(shared_export: Any, case: str = CASE, level: int = 0, weight_layout: str | None = None) -> Any:
+    """An ort-kernels export of *case*; weight_layout None: the target's default (tiles16)."""
+    return shared_export(case, "ort-kernels", accuracy_level=level, weight_layout=weight_layout)
 
 
 @pytest.mark.parametrize("case", sorted(AWQ_FIXTURES))
@@ -92,6 +93,27 @@ def test_same_greedy_tokens_and_logits_as_the_ort_target(
     assert runs > 0 and runs % ours_export.int4_nodes == 0
     theirs = reference.generate(IDS.tolist(), NEW_TOKENS, stop_at_eos=False)
     np.testing.assert_array_equal(np.asarray(mine.ids), np.asarray(theirs.ids))
+
+
+def test_int4_head_runs_in_our_kernel_and_gives_the_ort_targets_int4_head_logits(
+    tmp_path: Path, ort_kernels_library: Path, library: ctypes.CDLL
+) -> None:
+    """--lm-head int4: the head is one more Int4MatMul (tiled like the others) with the ort target's RTN codes, so
+    at level 0 the logits are the ort target's MatMulNBits head's, and the counter counts the head too."""
+    ours_export = export_checkpoint(fixture_path(CASE), tmp_path / "ours", target="ort-kernels", accuracy_level=0,
+                                    lm_head="int4", progress=False)  # fmt: skip
+    theirs_export = export_checkpoint(fixture_path(CASE), tmp_path / "theirs", target="ort", accuracy_level=0,
+                                      lm_head="int4", progress=False)  # fmt: skip
+    graph = onnx.load(str(ours_export.output / MODEL_FILE), load_external_data=False).graph
+    (head,) = [n for n in graph.node if n.name == "lm_head/Int4MatMul"]
+    assert (head.domain, head.overload) == (int4_op.DOMAIN, "tiles16_zp")
+    assert not [n for n in graph.node if n.op_type == "MatMulNBits"]
+    ours = OrtModel.open(ours_export.output, threads=2, kernels=ort_kernels_library)
+    before = _count(library)
+    got = ours.logits(IDS)
+    assert _count(library) - before == ours_export.int4_nodes + 1
+    want = OrtModel.open(theirs_export.output, threads=2).logits(IDS)
+    assert float(np.abs(got - want).max()) <= LOGITS_TOLERANCE * max(float(np.abs(want).max()), 1.0)
 
 
 @pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128"])
@@ -123,7 +145,7 @@ def test_graph_keeps_int4_nodes_with_bodies_and_the_sidecar_asks_for_the_library
     sidecar = Sidecar.read(folder)
     assert sidecar.target == "ort-kernels" and sidecar.kernels == ORT_KERNELS
     assert json.loads((folder / SIDECAR_FILE).read_text())["kernels"] == {"library": "libawq2trt_ort", "abi_version": 1}
-    assert sidecar.target_options == {"accuracy_level": 0, "lm_head": "fp", "weight_layout": "rows"}
+    assert sidecar.target_options == {"accuracy_level": 0, "lm_head": "fp", "weight_layout": "tiles16"}
     graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False)
     int4 = [n for n in graph.graph.node if n.domain == "awq2trt"]
     assert len(int4) == result.int4_nodes and {n.op_type for n in int4} == {"Int4MatMul"}
@@ -180,8 +202,8 @@ def test_tiles16_export_holds_the_tiles_and_stock_onnxruntime_gives_the_rows_log
 ) -> None:
     """Each Int4MatMul's weights are the rows export's, tiled (same names), the node says so and names its tiles16
     overload; without the library ONNX Runtime runs the tiles16 bodies to the rows graph's logits."""
-    rows = _kernels_export(shared_export, case)
-    tiles = shared_export(case, "ort-kernels", accuracy_level=0, weight_layout="tiles16")
+    rows = _kernels_export(shared_export, case, weight_layout="rows")
+    tiles = _kernels_export(shared_export, case)  # the default layout
     assert tiles.int4_nodes == rows.int4_nodes
     assert Sidecar.read(tiles.output).target_options == {
         "accuracy_level": 0,

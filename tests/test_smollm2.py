@@ -228,7 +228,13 @@ def test_ort_cuda_kernels_give_the_cpu_paths_greedy_tokens(
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("this onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu and a GPU needed)")
     folder = export_checkpoint(
-        smollm2_rtn, tmp_path / "k16", target="ort-kernels", dtype="fp16", accuracy_level=0, progress=False
+        smollm2_rtn,
+        tmp_path / "k16",
+        target="ort-kernels",
+        dtype="fp16",
+        accuracy_level=0,
+        weight_layout="rows",
+        progress=False,
     ).output
     cpu = OrtModel.open(folder, threads=2, kernels=ort_kernels_cuda_library)
     gpu = OrtModel.open(folder, providers=["CUDAExecutionProvider", "CPUExecutionProvider"],

@@ -49,7 +49,7 @@ from awq2trt.modeling.loader import (
 from awq2trt.passes.attention import attention_windows
 from awq2trt.quant_weight import SYMMETRIC_ZERO, QuantWeight
 from awq2trt.sidecar import QuantizationInfo, Sidecar, TensorSpec
-from awq2trt.targets.base import DEFAULT_WEIGHT_LAYOUT, ExportOptions, Target
+from awq2trt.targets.base import ExportOptions, Target
 from awq2trt.targets.registry import get_target
 
 MODEL_FILE = "model.onnx"
@@ -379,7 +379,7 @@ def export_checkpoint(
     progress: bool = True,
     accuracy_level: int = 4,
     lm_head: str = "fp",
-    weight_layout: str = DEFAULT_WEIGHT_LAYOUT,
+    weight_layout: str | None = None,
     passes: Sequence[str] | None = None,
     disable_passes: Sequence[str] = (),
     fuse_mapping: str | Path | None = None,
@@ -391,7 +391,7 @@ def export_checkpoint(
     *target* is a registered target name (``awq2trt.targets``); *dtype* (``fp32``/``fp16``) defaults to the
     target's (fp16 for ``trt``, fp32 otherwise); ``accuracy_level``, ``lm_head`` (``int8``/``int4`` quantizes
     the dense output head too) and ``weight_layout`` (``ort-kernels``: ``rows`` or ``tiles16``, the layout of the
-    Int4MatMul weights, `awq2trt.cpu_layout`) are options of the targets that read them.
+    Int4MatMul weights, `awq2trt.cpu_layout`; None: tiles16) are options of the targets that read them.
     ``passes`` names the graph passes to run (None: every pass of the target, ``[]``: none); ``fuse_mapping``
     is a JSON file saying which projections fuse, for model types without a built-in mapping.  ``full_trace``
     traces every decoder layer instead of stamping copies of a traced one (slower; same graph).

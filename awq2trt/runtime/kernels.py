@@ -149,8 +149,11 @@ def kernels_for(
     return check_library(path, source, wanted)
 
 
-def check_providers(library: KernelLibrary, providers: Sequence[str], dtype: str, where: str | Path) -> None:
-    """With the CUDA provider, the library must have its CUDA kernels and the graph 16-bit activations.
+def check_providers(
+    library: KernelLibrary, providers: Sequence[str], dtype: str, where: str | Path, weight_layout: str = "rows"
+) -> None:
+    """With the CUDA provider, the library must have its CUDA kernels, the graph 16-bit activations and the rows
+    weight layout (tiles16 is the CPU kernel's).
 
     Otherwise ONNX Runtime would quietly place every int4 node on our CPU kernel and copy each activation to the
     host and back, many times slower than the user asked for; one error says which half is missing.
@@ -168,6 +171,12 @@ def check_providers(library: KernelLibrary, providers: Sequence[str], dtype: str
             where,
             expected="an export with --dtype fp16 or bf16 for our CUDA kernels (--provider cuda)",
             got=f"dtype {dtype}",
+        )
+    if weight_layout != "rows":
+        raise Awq2TrtError(
+            where,
+            expected="an export with --weight-layout rows for our CUDA kernels (--provider cuda)",
+            got=f"weight layout {weight_layout}, which only the CPU kernel reads",
         )
 
 

@@ -108,7 +108,8 @@ class OrtModel(TextModel):
         library = kernels_for(sidecar.kernels, sidecar.target, kernels, folder / SIDECAR_FILE)
         options = ort.SessionOptions()
         if library is not None:
-            check_providers(library, providers or [], sidecar.dtype, folder / SIDECAR_FILE)
+            layout = sidecar.target_options.get("weight_layout", "rows")  # exports before the option: rows
+            check_providers(library, providers or [], sidecar.dtype, folder / SIDECAR_FILE, str(layout))
             register(options, library)
         options.log_severity_level = 3  # fp16 graphs make ORT list every node it cannot constant-fold
         # A trt graph's INT4 DequantizeLinear + MatMul, which ORT fuses into MatMulNBits, runs exactly (as

@@ -75,9 +75,22 @@ def _find_head(graph: Any) -> tuple[Any, Any, Any]:
     raise Awq2TrtError("--lm-head", expected="a constant output-head weight", got="a computed one")
 
 
-def quantize_lm_head(model: Any, choice: str, *, block_size: int = DEFAULT_BLOCK_SIZE, accuracy_level: int = 4) -> bool:
-    """Replace the logits MatMul by MatMulNBits with an RTN-quantized head; False when *choice* is ``fp``."""
+def quantize_lm_head(
+    model: Any,
+    choice: str,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    accuracy_level: int = 4,
+    int4_matmul: bool = False,
+) -> bool:
+    """Replace the logits MatMul by MatMulNBits with an RTN-quantized head; False when *choice* is ``fp``.
+
+    *int4_matmul*: an int4 head becomes an ``awq2trt::Int4MatMul`` (rows layout, zero points, the same codes)
+    instead, for the ort-kernels target, whose library then runs the head too; an int8 head stays MatMulNBits.
+    """
     import onnx_ir as ir
+
+    from awq2trt.ir import int4_op
 
     if choice not in LM_HEAD_CHOICES:
         raise Awq2TrtError("--lm-head", expected=" or ".join(LM_HEAD_CHOICES), got=choice)
@@ -94,26 +107,41 @@ def quantize_lm_head(model: Any, choice: str, *, block_size: int = DEFAULT_BLOCK
     float_dtype = source.dtype
 
     @functools.cache
-    def quantized() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rtn() -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # codes [vocab, hidden], scales, zero points
         w = source.numpy()
-        codes, scales, zeros = rtn_groups(w if transpose is not None else w.T, bits, block_size)
+        return rtn_groups(w if transpose is not None else w.T, bits, block_size)
+
+    @functools.cache
+    def quantized() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        codes, scales, zeros = rtn()
         return pack_codes(codes, bits, block_size), scales.astype(float_dtype.numpy()), pack_zeros(zeros, bits)
 
     def lazy(name: str, index: int, dtype: Any, shape: tuple[int, ...]) -> Any:
         return lazy_initializer(graph, name, dtype, shape, lambda: quantized()[index])
 
     groups = k // block_size
-    zero_columns = (groups + 1) // 2 if bits == 4 else groups
-    b = lazy("lm_head.qweight", 0, ir.DataType.UINT8, (n, groups, block_size * bits // 8))
+    attributes = {"K": k, "N": n, "bits": bits, "block_size": block_size, "accuracy_level": accuracy_level}
     scales = lazy("lm_head.scales", 1, float_dtype, (n, groups))
-    zeros = lazy("lm_head.qzeros", 2, ir.DataType.UINT8, (n, zero_columns))
-    lowered = ir.node(
-        "MatMulNBits",
-        [matmul.inputs[0], b, scales, zeros],
-        attributes={"K": k, "N": n, "bits": bits, "block_size": block_size, "accuracy_level": accuracy_level},
-        domain=MS_DOMAIN,
-        name="lm_head/MatMulNBits",
-    )
+    if int4_matmul and bits == 4:
+        # Int4MatMul's B is MatMulNBits' bytes without the block axis; zero points one code per byte.
+        b = lazy_initializer(graph, "lm_head.qweight", ir.DataType.UINT8, (n, k // 2),
+                             lambda: quantized()[0].reshape(n, k // 2))  # fmt: skip
+        zeros = lazy_initializer(graph, "lm_head.qzeros", ir.DataType.UINT8, (n, groups),
+                                 lambda: rtn()[2])  # fmt: skip
+        lowered = ir.node(
+            int4_op.OP_TYPE,
+            [matmul.inputs[0], b, scales, zeros],
+            attributes=attributes,
+            domain=int4_op.DOMAIN,
+            name="lm_head/Int4MatMul",
+            overload=int4_op.overload_name(True, False),
+        )
+    else:
+        zero_columns = (groups + 1) // 2 if bits == 4 else groups
+        b = lazy("lm_head.qweight", 0, ir.DataType.UINT8, (n, groups, block_size * bits // 8))
+        zeros = lazy("lm_head.qzeros", 2, ir.DataType.UINT8, (n, zero_columns))
+        lowered = ir.node("MatMulNBits", [matmul.inputs[0], b, scales, zeros], attributes=attributes,
+                          domain=MS_DOMAIN, name="lm_head/MatMulNBits")  # fmt: skip
     graph.insert_before(matmul, lowered)
     logits = matmul.outputs[0]
     out = lowered.outputs[0]
@@ -124,5 +152,6 @@ def quantize_lm_head(model: Any, choice: str, *, block_size: int = DEFAULT_BLOCK
         graph.remove(transpose, safe=True)
     if not weight.uses() and weight.name in graph.initializers:  # an untied head is no longer read at all
         graph.initializers.pop(weight.name)
-    model.opset_imports[MS_DOMAIN] = 1
+    if lowered.domain == MS_DOMAIN:
+        model.opset_imports[MS_DOMAIN] = 1
     return True

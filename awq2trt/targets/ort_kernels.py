@@ -1,7 +1,8 @@
 """The ``ort-kernels`` target: the ``ort`` graph, but every int4 matmul runs in our own kernel library.
 
 Everything but the int4 lowering is the ``ort`` target's (same passes: fused norms, rotary,
-GroupQueryAttention; the same ``--lm-head`` choices, whose quantized head stays a MatMulNBits).  Each
+GroupQueryAttention; the same ``--lm-head`` choices: an int4 head becomes one more Int4MatMul, an int8 head a
+MatMulNBits, which our library does not implement).  Each
 ``awq2trt::Int4MatMul`` node stays as it is, with its function body attached so the graph is still valid ONNX
 that stock ONNX Runtime could run, and gains an ``accuracy_level`` attribute that the library's kernel reads.
 ONNX Runtime prefers a registered kernel to a node's model-local function body, so a session that registered
@@ -27,7 +28,7 @@ from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import int4_op
 from awq2trt.ir.graph import remap_initializer
 from awq2trt.sidecar import ORT_KERNELS, KernelsSpec, Sidecar
-from awq2trt.targets.base import ExportOptions
+from awq2trt.targets.base import DEFAULT_WEIGHT_LAYOUT, ExportOptions
 from awq2trt.targets.lm_head import quantize_lm_head
 from awq2trt.targets.ort import OrtTarget
 
@@ -89,6 +90,11 @@ def tile_weights(model: Any) -> int:
     return count
 
 
+def weight_layout(options: ExportOptions) -> str:
+    """The layout an export writes: the one asked for, else DEFAULT_WEIGHT_LAYOUT."""
+    return options.weight_layout or DEFAULT_WEIGHT_LAYOUT
+
+
 class OrtKernelsTarget(OrtTarget):
     """ONNX Runtime with awq2trt's own int4 kernels (libawq2trt_ort) and ORT's contrib LLM ops."""
 
@@ -107,17 +113,22 @@ class OrtKernelsTarget(OrtTarget):
                 expected="0 (exact) or 4 (int8 activations) with --target ort-kernels",
                 got=options.accuracy_level,
             )
-        if options.weight_layout not in int4_op.WEIGHT_LAYOUTS:
+        if weight_layout(options) not in int4_op.WEIGHT_LAYOUTS:
             raise Awq2TrtError(
                 "--weight-layout", expected=" or ".join(int4_op.WEIGHT_LAYOUTS), got=options.weight_layout
             )
 
+    def target_options(self, options: ExportOptions) -> dict[str, Any]:
+        return {**super().target_options(options), "weight_layout": weight_layout(options)}
+
     def lower(self, model: Any, options: ExportOptions) -> int:
-        count = mark_accuracy_level(model, options.accuracy_level)
-        if options.weight_layout == int4_op.LAYOUT_TILES16:
+        count = len(int4_op.int4_nodes(model.graph))  # the checkpoint's int4 linears
+        # An int4 head becomes one more Int4MatMul, so our kernel (and its layout) runs it too.
+        quantize_lm_head(model, options.lm_head, accuracy_level=options.accuracy_level, int4_matmul=True)
+        mark_accuracy_level(model, options.accuracy_level)
+        if weight_layout(options) == int4_op.LAYOUT_TILES16:
             tile_weights(model)  # before the bodies: each node's overload names its layout
         int4_op.attach_functions(model)  # the bodies keep the graph valid ONNX (and a reference)
-        quantize_lm_head(model, options.lm_head, accuracy_level=options.accuracy_level)
         return count
 
     def kernels(self) -> KernelsSpec:

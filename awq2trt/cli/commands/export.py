@@ -57,7 +57,7 @@ def add_parser(subparsers: options.Subparsers) -> None:
     )
     p.add_argument(
         "--weight-layout",
-        default=DEFAULT_WEIGHT_LAYOUT,
+        default=None,
         choices=WEIGHT_LAYOUTS,
         help=f"ort-kernels target: how the int4 weights are stored (default {DEFAULT_WEIGHT_LAYOUT}): rows as in the"
         " IR graph, or tiles16, 16-row tiles the library's int8 decode kernel reads without repacking (the function"
