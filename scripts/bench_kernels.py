@@ -4,9 +4,10 @@
 
 (OPENBLAS_NUM_THREADS=1: numpy's BLAS threads, woken by the reference check, would spin on the 2 cores.)
 
-Each case is one weight shape and one M.  Every engine (ours at accuracy_level 0 and 4, MatMulNBits at 0 and 4)
-gets the same weights as initializers and is checked against a float64 numpy dequantize-then-matmul before it
-is timed; then the engines are timed in turn, round by round, and the table gives medians of per-round ratios.
+Each case is one weight shape and one M.  Every engine (ours at accuracy_level 0 and 4, on the rows layout and on
+the tiles16 layout that the ort-kernels export writes; MatMulNBits at 0 and 4) gets the same weights as
+initializers and is checked against a float64 numpy dequantize-then-matmul before it is timed; then the engines
+are timed in turn, round by round, and the table gives medians of per-round ratios.
 
 Decode reads weights that are not in any cache, so for small M a model holds enough copies of the node, each
 with its own weights, that one run streams ``--stream-mib`` (more than the L3); a time per call is the run's time
@@ -31,13 +32,15 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from read_bandwidth import ReadProbe  # scripts/ is the script's own folder on sys.path
 
+from awq2trt.cpu_layout import tile_codes, tile_groups
 from awq2trt.targets.matmul_nbits import pack_zero_points
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = 2
 SMOLLM2 = [("qkv", 576, 960), ("o", 576, 576), ("gate_up", 576, 3072), ("down", 1536, 576)]  # group 64
 LLAMA7B = [("q", 4096, 4096), ("up", 4096, 11008), ("down", 11008, 4096)]  # group 128
-ENGINES = ("ours-L0", "ours-L4", "mnb-L0", "mnb-L4")
+# ours: the rows layout (the IR's); tiles: the tiles16 layout (awq2trt/cpu_layout.py, the ort-kernels export's).
+ENGINES = ("ours-L0", "ours-L4", "tiles-L0", "tiles-L4", "mnb-L0", "mnb-L4")
 
 
 @dataclass
@@ -71,20 +74,26 @@ def random_weights(k: int, n: int, group: int, seed: int) -> Weights:
 def node_model(engine: str, weights: list[Weights]) -> bytes:
     """One node per copy of the weights, all reading A; outputs Y0, Y1, ..."""
     w0 = weights[0]
-    ours, level = engine.startswith("ours"), int(engine[-1])
+    level = int(engine[-1])
     nodes, inits = [], []
     for i, w in enumerate(weights):
         names = [f"B{i}", f"S{i}", f"Z{i}"]
-        if ours:
+        attrs = {"K": w.k, "N": w.n, "bits": 4, "block_size": w.group, "accuracy_level": level}
+        scales = w.scales
+        if engine.startswith("ours"):
             inits += [numpy_helper.from_array(w.packed, names[0]), numpy_helper.from_array(w.zeros, names[2])]
+            op, domain = "Int4MatMul", "awq2trt"
+        elif engine.startswith("tiles"):
+            inits += [numpy_helper.from_array(tile_codes(w.packed), names[0])]
+            inits += [numpy_helper.from_array(tile_groups(w.zeros), names[2])]
+            scales, attrs["weight_layout"] = tile_groups(w.scales), "tiles16"
             op, domain = "Int4MatMul", "awq2trt"
         else:
             blocked = w.packed.reshape(w.n, w.k // w.group, w.group // 2)
             inits += [numpy_helper.from_array(blocked, names[0])]
             inits += [numpy_helper.from_array(pack_zero_points(w.zeros), names[2])]
             op, domain = "MatMulNBits", "com.microsoft"
-        inits.append(numpy_helper.from_array(w.scales, names[1]))
-        attrs = {"K": w.k, "N": w.n, "bits": 4, "block_size": w.group, "accuracy_level": level}
+        inits.append(numpy_helper.from_array(scales, names[1]))
         nodes.append(helper.make_node(op, ["A", *names], [f"Y{i}"], domain=domain, **attrs))
     graph = helper.make_graph(
         nodes,
@@ -219,21 +228,21 @@ def main() -> None:
         rows += [(shape, group, m, results[m]) for m in ms]
     probe = statistics.median(bandwidth)
     print(f"\nread bandwidth probe ({_PROBE[0].kind}, median of {len(bandwidth)}): {probe:.1f} GB/s")
-    print(f"{rounds} rounds; ratio = MatMulNBits time / ours (median of per-round ratios; > 1: ours faster)\n")
-    head = f"{'shape':<22}{'M':>5}  {'mode':<4}{'us/call':>10}{'GB/s':>7}{'%bw':>6}{'mnb us':>10}{'x mnb-L0':>10}"
-    print(head + f"{'x mnb-L4':>10}")
+    print(f"{rounds} rounds; x mnb = MatMulNBits time at the same level / ours (median of per-round ratios; > 1: ours")
+    print("faster); rows: our kernel on the rows layout; tiles16: on the tiles16 layout\n")
+    head = f"{'shape':<22}{'M':>5}  {'mode':<4}{'mnb us':>9}"
+    print(head + "".join(f"{col:>9}" for col in ("rows us", "%bw", "x mnb", "tiles us", "%bw", "x mnb")))
     for (name, k, n), group, m, times in rows:
         for level in ("L0", "L4"):
-            ours = times[f"ours-{level}"]
-            t = statistics.median(ours)
-            gbs = times["bytes"][0] / t / 1e9
-            ratio = {e: statistics.median(b / o for b, o in zip(times[e], ours, strict=True)) for e in ENGINES[2:]}
-            label = f"{name} {k}x{n} g{group}"
-            mnb = statistics.median(times[f"mnb-{level}"]) * 1e6
-            print(
-                f"{label:<22}{m:>5}  {level:<4}{t * 1e6:>10.1f}{gbs:>7.1f}{100 * gbs / probe:>6.0f}{mnb:>10.1f}"
-                f"{ratio['mnb-L0']:>10.2f}{ratio['mnb-L4']:>10.2f}"
-            )
+            mnb = times[f"mnb-{level}"]
+            cells = [f"{statistics.median(mnb) * 1e6:>9.1f}"]
+            for layout in ("ours", "tiles"):
+                ours = times[f"{layout}-{level}"]
+                t = statistics.median(ours)
+                gbs = times["bytes"][0] / t / 1e9
+                ratio = statistics.median(b / o for b, o in zip(mnb, ours, strict=True))
+                cells += [f"{t * 1e6:>9.1f}", f"{100 * gbs / probe:>9.0f}", f"{ratio:>9.2f}"]
+            print(f"{name + f' {k}x{n} g{group}':<22}{m:>5}  {level:<4}" + "".join(cells))
 
 
 if __name__ == "__main__":

@@ -347,6 +347,17 @@ def test_tiles16_node_computes_what_the_rows_node_does(
         library.force(None)
 
 
+def test_tiles16_int8_rows_do_not_depend_on_the_batch(library: Library) -> None:
+    """A row's output is the same bits alone and inside M = 2..9 (the batched decode of Triton's slots): its
+    activation blocks are quantized on their own and the tiles kernel runs the same operations for every M."""
+    model, _, _ = _int4_node_model(320, 37, 64, True, True, np.float32, 2, 4, tiles16=True)
+    session = library.session(model)
+    a = np.random.default_rng(23).standard_normal((9, 320)).astype(np.float32)
+    alone = np.concatenate([session.run(None, {"A": a[i : i + 1]})[0] for i in range(9)])
+    for m in range(2, 10):
+        np.testing.assert_array_equal(session.run(None, {"A": a[:m]})[0], alone[:m], err_msg=f"M={m}")
+
+
 def test_tiles16_fp16_node_matches_numpy(library: Library) -> None:
     """fp16 scales in the tiles16 layout are widened over the padded rows too (N = 37: three tiles)."""
     k, n, group = 192, 37, 64
