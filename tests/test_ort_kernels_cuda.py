@@ -107,8 +107,9 @@ def test_cuda_provider_needs_a_16_bit_export(ort_kernels_cuda_library: Path) -> 
 
 
 def test_cuda_provider_needs_the_rows_weight_layout(shared_export: Any, ort_kernels_cuda_library: Path) -> None:
-    """tiles16 (the ort-kernels default) is the CPU kernel's layout: --provider cuda on it is one error at open."""
-    export = shared_export("llama-gemm-g64", "ort-kernels", dtype="float16", accuracy_level=0)
+    """tiles16 (the ort-kernels default at level 4) is the CPU kernel's layout: --provider cuda on it is one error
+    at open."""
+    export = shared_export("llama-gemm-g64", "ort-kernels", dtype="float16", accuracy_level=0, weight_layout="tiles16")
     with pytest.raises(Awq2TrtError, match=r"awq2trt.json: expected an export with --weight-layout rows for our CUDA"):
         OrtModel.open(export.output, providers=CUDA, kernels=ort_kernels_cuda_library)
 

@@ -67,7 +67,7 @@ def _count(library: ctypes.CDLL) -> int:
 
 
 def _kernels_export(shared_export: Any, case: str = CASE, level: int = 0, weight_layout: str | None = None) -> Any:
-    """An ort-kernels export of *case*; weight_layout None: the target's default (tiles16)."""
+    """An ort-kernels export of *case*; weight_layout None: the target's default (rows at level 0, tiles16 at 4)."""
     return shared_export(case, "ort-kernels", accuracy_level=level, weight_layout=weight_layout)
 
 
@@ -101,7 +101,7 @@ def test_int4_head_runs_in_our_kernel_and_gives_the_ort_targets_int4_head_logits
     """--lm-head int4: the head is one more Int4MatMul (tiled like the others) with the ort target's RTN codes, so
     at level 0 the logits are the ort target's MatMulNBits head's, and the counter counts the head too."""
     ours_export = export_checkpoint(fixture_path(CASE), tmp_path / "ours", target="ort-kernels", accuracy_level=0,
-                                    lm_head="int4", progress=False)  # fmt: skip
+                                    lm_head="int4", weight_layout="tiles16", progress=False)  # fmt: skip
     theirs_export = export_checkpoint(fixture_path(CASE), tmp_path / "theirs", target="ort", accuracy_level=0,
                                       lm_head="int4", progress=False)  # fmt: skip
     graph = onnx.load(str(ours_export.output / MODEL_FILE), load_external_data=False).graph
@@ -145,7 +145,7 @@ def test_graph_keeps_int4_nodes_with_bodies_and_the_sidecar_asks_for_the_library
     sidecar = Sidecar.read(folder)
     assert sidecar.target == "ort-kernels" and sidecar.kernels == ORT_KERNELS
     assert json.loads((folder / SIDECAR_FILE).read_text())["kernels"] == {"library": "libawq2trt_ort", "abi_version": 1}
-    assert sidecar.target_options == {"accuracy_level": 0, "lm_head": "fp", "weight_layout": "tiles16"}
+    assert sidecar.target_options == {"accuracy_level": 0, "lm_head": "fp", "weight_layout": "rows"}  # level 0
     graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False)
     int4 = [n for n in graph.graph.node if n.domain == "awq2trt"]
     assert len(int4) == result.int4_nodes and {n.op_type for n in int4} == {"Int4MatMul"}
@@ -174,8 +174,12 @@ def test_without_the_library_stock_onnxruntime_runs_the_bodies_to_the_same_logit
 def test_level_4_is_recorded_and_other_levels_are_one_line_errors(
     shared_export: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    graph = onnx.load(str(Path(_kernels_export(shared_export, level=4).output) / MODEL_FILE), load_external_data=False)
+    export = _kernels_export(shared_export, level=4)
+    graph = onnx.load(str(Path(export.output) / MODEL_FILE), load_external_data=False)
     assert {a.i for n in graph.graph.node for a in n.attribute if a.name == "accuracy_level"} == {4}
+    # level 4's default layout is the int8 kernel's tiles16
+    assert Sidecar.read(export.output).target_options["weight_layout"] == "tiles16"
+    assert {a.s for n in graph.graph.node for a in n.attribute if a.name == int4_op.WEIGHT_LAYOUT} == {b"tiles16"}
     out = tmp_path / "x"
     for level in ("1", "2", "3"):
         code = main(
@@ -202,8 +206,8 @@ def test_tiles16_export_holds_the_tiles_and_stock_onnxruntime_gives_the_rows_log
 ) -> None:
     """Each Int4MatMul's weights are the rows export's, tiled (same names), the node says so and names its tiles16
     overload; without the library ONNX Runtime runs the tiles16 bodies to the rows graph's logits."""
-    rows = _kernels_export(shared_export, case, weight_layout="rows")
-    tiles = _kernels_export(shared_export, case)  # the default layout
+    rows = _kernels_export(shared_export, case)  # level 0's default layout
+    tiles = _kernels_export(shared_export, case, weight_layout="tiles16")
     assert tiles.int4_nodes == rows.int4_nodes
     assert Sidecar.read(tiles.output).target_options == {
         "accuracy_level": 0,

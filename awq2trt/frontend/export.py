@@ -391,7 +391,8 @@ def export_checkpoint(
     *target* is a registered target name (``awq2trt.targets``); *dtype* (``fp32``/``fp16``) defaults to the
     target's (fp16 for ``trt``, fp32 otherwise); ``accuracy_level``, ``lm_head`` (``int8``/``int4`` quantizes
     the dense output head too) and ``weight_layout`` (``ort-kernels``: ``rows`` or ``tiles16``, the layout of the
-    Int4MatMul weights, `awq2trt.cpu_layout`; None: tiles16) are options of the targets that read them.
+    Int4MatMul weights, `awq2trt.cpu_layout`; None: tiles16 at level 4, rows at 0) are options of the targets
+    that read them.
     ``passes`` names the graph passes to run (None: every pass of the target, ``[]``: none); ``fuse_mapping``
     is a JSON file saying which projections fuse, for model types without a built-in mapping.  ``full_trace``
     traces every decoder layer instead of stamping copies of a traced one (slower; same graph).

@@ -18,8 +18,9 @@ from awq2trt.errors import Awq2TrtError
 from awq2trt.ir.int4_op import LAYOUT_TILES16
 from awq2trt.sidecar import KernelsSpec, KvCacheSpec, Sidecar
 
-# The Int4MatMul weight layout an ort-kernels export writes when --weight-layout is not given (awq2trt.ir.int4_op):
-# the tiles its int8 decode kernel reads (1.23x the rows layout's decode on SmolLM2, level 4).
+# The Int4MatMul weight layout an ort-kernels export writes at accuracy level 4 when --weight-layout is not given
+# (awq2trt.ir.int4_op): the tiles its int8 kernel reads (1.23x the rows layout's decode on SmolLM2).  At level 0 the
+# default stays rows: the exact paths read rows, and untiling per call made M = 1 about 2x slower.
 DEFAULT_WEIGHT_LAYOUT = LAYOUT_TILES16
 
 
@@ -29,7 +30,7 @@ class ExportOptions:
 
     accuracy_level: int = 4  # MatMulNBits: 4 = int8 activations (fast), 0 = exact
     lm_head: str = "fp"  # fp: the dense output head as is; int8/int4: quantized as well
-    # ort-kernels: rows (the IR's) or tiles16 (awq2trt.cpu_layout); None: not given (DEFAULT_WEIGHT_LAYOUT), so
+    # ort-kernels: rows (the IR's) or tiles16 (awq2trt.cpu_layout); None: not given (the target's default), so
     # that any value given to another target is refused
     weight_layout: str | None = None
 

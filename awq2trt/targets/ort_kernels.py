@@ -91,8 +91,11 @@ def tile_weights(model: Any) -> int:
 
 
 def weight_layout(options: ExportOptions) -> str:
-    """The layout an export writes: the one asked for, else DEFAULT_WEIGHT_LAYOUT."""
-    return options.weight_layout or DEFAULT_WEIGHT_LAYOUT
+    """The layout an export writes: the one asked for, else tiles16 at level 4 (DEFAULT_WEIGHT_LAYOUT) and rows at
+    level 0, where the exact paths, which read rows, would untile every call."""
+    if options.weight_layout is not None:
+        return options.weight_layout
+    return DEFAULT_WEIGHT_LAYOUT if options.accuracy_level == 4 else int4_op.LAYOUT_ROWS
 
 
 class OrtKernelsTarget(OrtTarget):

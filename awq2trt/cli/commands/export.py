@@ -59,9 +59,9 @@ def add_parser(subparsers: options.Subparsers) -> None:
         "--weight-layout",
         default=None,
         choices=WEIGHT_LAYOUTS,
-        help=f"ort-kernels target: how the int4 weights are stored (default {DEFAULT_WEIGHT_LAYOUT}): rows as in the"
-        " IR graph, or tiles16, 16-row tiles the library's int8 decode kernel reads without repacking (the function"
-        " bodies still run them in stock ONNX Runtime)",
+        help=f"ort-kernels target: how the int4 weights are stored (default {DEFAULT_WEIGHT_LAYOUT} at accuracy level"
+        " 4, rows at 0): rows as in the IR graph, or tiles16, 16-row tiles the library's int8 kernel reads without"
+        " repacking (the function bodies still run them in stock ONNX Runtime)",
     )
     fusion = p.add_argument_group("graph passes")
     fusion.add_argument("--passes", default=None, help="run only these passes, comma-separated (default: all)")
