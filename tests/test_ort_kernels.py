@@ -18,6 +18,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from awq2trt.cpu_layout import tile_codes, tile_groups
 from awq2trt.targets.matmul_nbits import pack_zero_points
 from tests.conftest import ROOT, ort_headers
 from tests.ort_driver import IrSession
@@ -99,8 +100,8 @@ def _int4_node_model(
     tiles16: bool = False,
 ) -> tuple:
     """One Int4MatMul node (or, on the same data, MatMulNBits) over random codes, and the numpy float64 reference
-    weight and bias.  *tiles16*: the node's weights in that layout (weight_layout attribute), tiled here from the
-    layout's definition."""
+    weight and bias.  *tiles16*: the node's weights in that layout (weight_layout attribute), tiled by
+    awq2trt.cpu_layout (checked against the layout's definition in tests/test_cpu_layout.py)."""
     rng = np.random.default_rng(k * 7919 + n * 31 + group)
     groups = k // group
     codes = rng.integers(0, 16, size=(n, k), dtype=np.uint8)
@@ -113,10 +114,10 @@ def _int4_node_model(
     if matmul_nbits:  # ORT's layout (awq2trt/targets/ort.py): B blocked per group, zero points two per byte
         initializers[0] = numpy_helper.from_array(packed.reshape(n, groups, group // 2), "B")
     if tiles16:
-        initializers[0] = numpy_helper.from_array(_tile_codes(packed), "B")
-        initializers[1] = numpy_helper.from_array(_tile_per_group(scales), "scales")
+        initializers[0] = numpy_helper.from_array(tile_codes(packed), "B")
+        initializers[1] = numpy_helper.from_array(tile_groups(scales), "scales")
     if zero_points:
-        zero_values = pack_zero_points(zeros) if matmul_nbits else _tile_per_group(zeros) if tiles16 else zeros
+        zero_values = pack_zero_points(zeros) if matmul_nbits else tile_groups(zeros) if tiles16 else zeros
         initializers.append(numpy_helper.from_array(zero_values, "zeros"))
         inputs[3] = "zeros"
     if bias:
@@ -147,25 +148,6 @@ def _int4_node_model(
         scales.astype(np.float64), group, axis=1
     )
     return model.SerializeToString(), weight, bias_values.astype(np.float64) if bias else 0.0
-
-
-def _tile_codes(packed: np.ndarray) -> np.ndarray:
-    """Rows-layout codes [N, K/2] -> tiles16 [T, K/8, 16, 4]: chunk [t, c] is bytes 4c..4c+3 of rows 16t..16t+15,
-    padded rows zero."""
-    n, row_bytes = packed.shape
-    tiles = -(-n // 16)
-    padded = np.zeros((tiles * 16, row_bytes), np.uint8)
-    padded[:n] = packed
-    return np.ascontiguousarray(padded.reshape(tiles, 16, row_bytes // 4, 4).transpose(0, 2, 1, 3))
-
-
-def _tile_per_group(values: np.ndarray) -> np.ndarray:
-    """Scales or zero points [N, K/G] -> tiles16 [T, K/G, 16], padded rows zero."""
-    n, groups = values.shape
-    tiles = -(-n // 16)
-    padded = np.zeros((tiles * 16, groups), values.dtype)
-    padded[:n] = values
-    return np.ascontiguousarray(padded.reshape(tiles, 16, groups).transpose(0, 2, 1))
 
 
 SHAPES = [  # (K, N, G): one group; an odd number of groups (K not a multiple of 2G); odd N across several tasks
@@ -313,10 +295,7 @@ def test_int8_mode_is_within_matmulnbits_level4_error(
         library.force(None)
 
 
-TILES16_SHAPES = [(48, 5, 16), (96, 37, 32), (160, 21, 32), (320, 33, 64), (384, 65, 128), (2560, 19, 128)]
-
-
-@pytest.mark.parametrize(("k", "n", "group"), TILES16_SHAPES)
+@pytest.mark.parametrize(("k", "n", "group"), INT8_SHAPES)
 @pytest.mark.parametrize("accuracy_level", [0, 4])
 @pytest.mark.parametrize(("zero_points", "bias"), [(True, True), (False, False)])
 def test_tiles16_node_computes_what_the_rows_node_does(
