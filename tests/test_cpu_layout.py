@@ -170,21 +170,24 @@ def test_bad_shapes_are_one_clear_error(call: object, needle: str) -> None:
 
 def test_overload_names_parse_back() -> None:
     names = {
-        (layout, zp, bias): int4_op.overload_name(zp, bias, layout)
+        (layout, zp, bias, epilogue): int4_op.overload_name(zp, bias, layout, epilogue)
         for layout in int4_op.WEIGHT_LAYOUTS
         for zp in (False, True)
         for bias in (False, True)
+        for epilogue in int4_op.EPILOGUES
     }
-    assert sorted(names.values()) == sorted(
-        ["", "zp", "bias", "zp_bias", "tiles16", "tiles16_zp", "tiles16_bias", "tiles16_zp_bias"]
-    )
+    plain = ["", "zp", "bias", "zp_bias", "tiles16", "tiles16_zp", "tiles16_bias", "tiles16_zp_bias"]
+    fused = ["silu_mul", *(f"{name}_silu_mul" for name in plain[1:])]
+    assert sorted(names.values()) == sorted(plain + fused)
     for signature, name in names.items():
         assert int4_op.parse_overload(name) == signature
-    for bad in ("zp_tiles16", "bias_zp", "rows", "tiles16_"):
+    for bad in ("zp_tiles16", "bias_zp", "rows", "tiles16_", "silu_mul_zp", "none", "zp_none"):
         with pytest.raises(ValueError, match="unknown Int4MatMul overload"):
             int4_op.parse_overload(bad)
     with pytest.raises(ValueError, match="unknown Int4MatMul weight layout"):
         int4_op.overload_name(True, False, "tiles8")
+    with pytest.raises(ValueError, match="unknown Int4MatMul epilogue"):
+        int4_op.overload_name(True, False, "rows", "gelu_mul")
 
 
 def _node_model(
@@ -328,5 +331,5 @@ def test_attach_functions_refuses_an_overload_that_does_not_match_the_node() -> 
     weight = _weight(np.random.default_rng(13), 16, 64, 32, True, np.float32)
     proto = _node_model(weight, None, np.float32, int4_op.LAYOUT_TILES16)
     proto.graph.node[0].overload = "zp"  # the rows body on tiles: wrong numbers, silently, if it were attached
-    with pytest.raises(ValueError, match=r"overload 'zp', but its inputs and weight layout call for 'tiles16_zp'"):
+    with pytest.raises(ValueError, match=r"overload 'zp', but its inputs, layout and epilogue call for 'tiles16_zp'"):
         int4_op.attach_functions(ir.serde.deserialize_model(proto))

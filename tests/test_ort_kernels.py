@@ -98,6 +98,7 @@ def _int4_node_model(
     accuracy_level: int | None = None,
     matmul_nbits: bool = False,
     tiles16: bool = False,
+    epilogue: str | None = None,
 ) -> tuple:
     """One Int4MatMul node (or, on the same data, MatMulNBits) over random codes, and the numpy float64 reference
     weight and bias.  *tiles16*: the node's weights in that layout (weight_layout attribute), tiled by
@@ -132,13 +133,16 @@ def _int4_node_model(
         attributes["accuracy_level"] = accuracy_level
     if tiles16:
         attributes["weight_layout"] = "tiles16"
+    if epilogue is not None:
+        attributes["epilogue"] = epilogue
+    columns = n // 2 if epilogue == "silu_mul" else n
     op, domain = ("MatMulNBits", "com.microsoft") if matmul_nbits else ("Int4MatMul", "awq2trt")
     node = helper.make_node(op, inputs, ["Y"], name="the_node", domain=domain, **attributes)
     graph = helper.make_graph(
         [node],
         "one_node",
         [helper.make_tensor_value_info("A", elem, [*lead, k])],
-        [helper.make_tensor_value_info("Y", elem, [*lead, n])],
+        [helper.make_tensor_value_info("Y", elem, [*lead, columns])],
         initializers,
     )
     opsets = [helper.make_opsetid("", 21), helper.make_opsetid("awq2trt", 1), helper.make_opsetid("com.microsoft", 1)]
@@ -239,8 +243,8 @@ def test_unsupported_attributes_fail_at_session_creation(
 
 
 def test_abi_hooks(library: Library) -> None:
-    """The runtime's contract: ABI version 1, and build info naming the version, the API and the paths."""
-    assert library.handle.awq2trt_ort_abi_version() == 1
+    """The runtime's contract: ABI version 2, and build info naming the version, the API and the paths."""
+    assert library.handle.awq2trt_ort_abi_version() == 2
     info = library.handle.awq2trt_ort_build_info().decode()
     pyproject = (ROOT / "pyproject.toml").read_text()
     version = next(line for line in pyproject.splitlines() if line.startswith("version")).split('"')[1]
@@ -367,6 +371,92 @@ def test_tiles16_node_with_rows_shaped_weights_fails_at_session_creation(library
     message = r"B has shape \[37, 96\], expected \[3, 24, 16, 4\] for K=192, N=37, block_size=64, weight_layout=tiles16"
     with pytest.raises(Exception, match=f"awq2trt::Int4MatMul node 'the_node': {message}"):
         library.session(proto.SerializeToString())
+
+
+def _silu_mul(product: np.ndarray) -> np.ndarray:
+    """silu(gate) * up in float64, gate and up the halves of *product*'s last axis."""
+    gate, up = np.split(product.astype(np.float64), 2, axis=-1)
+    return gate / (1.0 + np.exp(-gate)) * up
+
+
+SILU_MUL_SHAPES = [  # (K, N, G), N a multiple of 32: one task; several tasks with a half-task tail; group 128
+    (192, 64, 64),
+    (576, 352, 64),
+    (384, 96, 128),
+]
+
+
+@pytest.mark.parametrize(("k", "n", "group"), SILU_MUL_SHAPES)
+@pytest.mark.parametrize("tiles16", [False, True])
+@pytest.mark.parametrize("accuracy_level", [0, 4])
+def test_silu_mul_epilogue_applies_swiglu_to_the_nodes_own_product(
+    library: Library, k: int, n: int, group: int, tiles16: bool, accuracy_level: int
+) -> None:
+    """epilogue=silu_mul gives silu(gate) * up of the product the same node computes without it, on every path,
+    layout, level and M, to fp32 rounding of the activation; at level 0 that product is checked against numpy."""
+    plain_model, weight, bias_values = _int4_node_model(
+        k, n, group, True, True, np.float32, 2, accuracy_level, tiles16=tiles16
+    )
+    fused_model, _, _ = _int4_node_model(
+        k, n, group, True, True, np.float32, 2, accuracy_level, tiles16=tiles16, epilogue="silu_mul"
+    )
+    plain, fused = library.session(plain_model), library.session(fused_model)
+    rng = np.random.default_rng(29)
+    try:
+        for path in _runnable_paths(library):
+            assert library.force(path)
+            for m in (1, 4, 5, 19):
+                a = (3 * rng.standard_normal((m, k))).astype(np.float32)  # gates well into both tails of silu
+                product = plain.run(None, {"A": a})[0]
+                got = fused.run(None, {"A": a})[0]
+                assert got.shape == (m, n // 2) and got.dtype == np.float32
+                want = _silu_mul(product)
+                scale = float(np.abs(want).max())
+                np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6 * scale, err_msg=f"{path}, M={m}")
+                if accuracy_level == 0:
+                    exact = _silu_mul(a.astype(np.float64) @ weight.T + bias_values)
+                    assert np.linalg.norm(got - exact) / np.linalg.norm(exact) <= 1e-5, f"{path}, M={m}"
+    finally:
+        library.force(None)
+
+
+def test_silu_mul_epilogue_saturates_cleanly(library: Library) -> None:
+    """Gates far beyond e^x's fp32 range: silu(x) is x for large x and 0 (not NaN) for very negative x."""
+    k, n, group = 64, 32, 64
+    model, weight, bias_values = _int4_node_model(k, n, group, True, True, np.float32, 2, 0, epilogue="silu_mul")
+    a = np.random.default_rng(31).standard_normal((3, k)).astype(np.float32) * np.float32(400)
+    try:
+        for path in _runnable_paths(library):
+            assert library.force(path)
+            got = library.session(model).run(None, {"A": a})[0]
+            assert np.isfinite(got).all(), path
+            want = _silu_mul(a.astype(np.float64) @ weight.T + bias_values)
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3, err_msg=path)
+    finally:
+        library.force(None)
+
+
+def test_silu_mul_epilogue_in_fp16(library: Library) -> None:
+    k, n, group = 192, 64, 64
+    model, weight, bias_values = _int4_node_model(k, n, group, False, True, np.float16, 3, 4, epilogue="silu_mul")
+    a = np.random.default_rng(37).standard_normal((2, 3, k)).astype(np.float16)
+    got = library.session(model).run(None, {"A": a})[0]
+    assert got.shape == (2, 3, n // 2) and got.dtype == np.float16
+    want = _silu_mul(a.astype(np.float64) @ weight.T + bias_values)
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=0.02 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize(
+    ("n", "epilogue", "message"),
+    [
+        (64, "gelu_mul", 'epilogue=\'gelu_mul\' is not supported \\("none" or "silu_mul"\\)'),
+        (48, "silu_mul", r"epilogue='silu_mul' needs N a multiple of 32 .*, got N=48"),
+    ],
+)
+def test_unsupported_epilogues_fail_at_session_creation(library: Library, n: int, epilogue: str, message: str) -> None:
+    model, _, _ = _int4_node_model(192, n, 64, True, False, np.float32, 2, 4, epilogue=epilogue)
+    with pytest.raises(Exception, match=f"awq2trt::Int4MatMul node 'the_node': {message}"):
+        library.session(model)
 
 
 @pytest.mark.parametrize("case", ["llama-gemm-g64", "qwen2-gemm-g128"])

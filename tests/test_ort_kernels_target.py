@@ -144,7 +144,7 @@ def test_graph_keeps_int4_nodes_with_bodies_and_the_sidecar_asks_for_the_library
     folder = Path(result.output)
     sidecar = Sidecar.read(folder)
     assert sidecar.target == "ort-kernels" and sidecar.kernels == ORT_KERNELS
-    assert json.loads((folder / SIDECAR_FILE).read_text())["kernels"] == {"library": "libawq2trt_ort", "abi_version": 1}
+    assert json.loads((folder / SIDECAR_FILE).read_text())["kernels"] == {"library": "libawq2trt_ort", "abi_version": 2}
     assert sidecar.target_options == {"accuracy_level": 0, "lm_head": "fp", "weight_layout": "rows"}  # level 0
     graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False)
     int4 = [n for n in graph.graph.node if n.domain == "awq2trt"]
@@ -217,12 +217,15 @@ def test_tiles16_export_holds_the_tiles_and_stock_onnxruntime_gives_the_rows_log
     tile_nodes, tile_arrays = _int4_weights(tiles.output)
     row_nodes, row_arrays = _int4_weights(rows.output)
     assert [n.name for n in tile_nodes] == [n.name for n in row_nodes] and len(tile_nodes) == tiles.int4_nodes
+    epilogues = []
     for node, row_node in zip(tile_nodes, row_nodes, strict=True):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert attrs[int4_op.WEIGHT_LAYOUT] == b"tiles16" and attrs["accuracy_level"] == 0
         assert list(node.input) == list(row_node.input)
         has_zp, has_bias = len(node.input) > 3 and bool(node.input[3]), len(node.input) > 4 and bool(node.input[4])
-        assert node.overload == int4_op.overload_name(has_zp, has_bias, int4_op.LAYOUT_TILES16)
+        epilogue = attrs.get(int4_op.EPILOGUE, int4_op.EPILOGUE_NONE.encode()).decode()
+        assert node.overload == int4_op.overload_name(has_zp, has_bias, int4_op.LAYOUT_TILES16, epilogue)
+        epilogues.append(epilogue)
         n, k, g = attrs["N"], attrs["K"], attrs["block_size"]
         t = -(-n // 16)
         b, scales = tile_arrays[node.input[1]], tile_arrays[node.input[2]]
@@ -235,6 +238,8 @@ def test_tiles16_export_holds_the_tiles_and_stock_onnxruntime_gives_the_rows_log
             np.testing.assert_array_equal(untile_groups(zeros, n), row_arrays[node.input[3]])
         if has_bias:
             np.testing.assert_array_equal(tile_arrays[node.input[4]], row_arrays[node.input[4]])
+    # every layer's gate/up carries the SwiGLU (fuse_silu_mul), so the bodies below run that epilogue too
+    assert epilogues.count(int4_op.EPILOGUE_SILU_MUL) == Sidecar.read(tiles.output).passes["fuse_silu_mul"] > 0
     model = onnx.load(str(tiles.output / MODEL_FILE), load_external_data=False)
     assert {(f.name, f.overload) for f in model.functions} == {("Int4MatMul", n.overload) for n in tile_nodes}
     assert any("bias" in n.overload for n in tile_nodes) == (case.startswith("qwen2"))
@@ -347,21 +352,21 @@ def test_bad_libraries_are_one_line_errors(
     monkeypatch.delenv(kernel_lookup.ENV_VAR)
     not_ort = _tiny_library(tmp_path, "plain", "int awq2trt_ort_abi_version(void) { return 1; }\n")
     _user_error([*run, "--kernels", str(not_ort)], capsys, "RegisterCustomOps")
-    other_abi = _tiny_library(tmp_path, "abi2", ENTRY + "int awq2trt_ort_abi_version(void) { return 2; }\n")
-    _user_error([*run, "--kernels", str(other_abi)], capsys, "awq2trt_ort_abi_version() = 1", "got 2")
+    other_abi = _tiny_library(tmp_path, "abi1", ENTRY + "int awq2trt_ort_abi_version(void) { return 1; }\n")
+    _user_error([*run, "--kernels", str(other_abi)], capsys, "awq2trt_ort_abi_version() = 2", "got 1")
     no_abi = _tiny_library(tmp_path, "noabi", ENTRY)
     _user_error(["bench", folder, "--kernels", str(no_abi)], capsys, "exporting awq2trt_ort_abi_version")
 
 
-def test_the_abi_check_accepts_a_library_of_abi_1_and_reads_its_build_info(tmp_path: Path) -> None:
+def test_the_abi_check_accepts_a_library_of_abi_2_and_reads_its_build_info(tmp_path: Path) -> None:
     good = _tiny_library(
         tmp_path,
         "good",
-        ENTRY + "int awq2trt_ort_abi_version(void) { return 1; }\nconst char* awq2trt_ort_build_info(void) "
+        ENTRY + "int awq2trt_ort_abi_version(void) { return 2; }\nconst char* awq2trt_ort_build_info(void) "
         '{ return "test build"; }\n',
     )
     checked = kernel_lookup.check_library(good, "--kernels")
-    assert (checked.abi_version, checked.build_info) == (1, "test build")
+    assert (checked.abi_version, checked.build_info) == (2, "test build")
 
 
 def test_kernels_on_a_graph_without_int4_nodes_is_refused(
@@ -403,9 +408,9 @@ def test_a_real_process_exits_1_without_a_traceback(shared_export: Any, tmp_path
 def test_inspect_shows_the_requirement(shared_export: Any, capsys: pytest.CaptureFixture[str]) -> None:
     folder = str(_kernels_export(shared_export).output)
     assert main(["inspect", folder, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["kernels"] == {"library": "libawq2trt_ort", "abi_version": 1}
+    assert json.loads(capsys.readouterr().out)["kernels"] == {"library": "libawq2trt_ort", "abi_version": 2}
     assert main(["inspect", folder]) == 0
-    assert "kernel library libawq2trt_ort (ABI 1)" in capsys.readouterr().out
+    assert "kernel library libawq2trt_ort (ABI 2)" in capsys.readouterr().out
 
 
 # -- Triton's generate kind --------------------------------------------------------------------------------------
@@ -460,10 +465,10 @@ def test_a_tampered_kernels_field_is_one_error(shared_export: Any, ort_kernels_l
     folder = shutil.copytree(_kernels_export(shared_export).output, tmp_path / "copy")
     original = json.loads((folder / SIDECAR_FILE).read_text())
     cases = [
-        ({"library": "../libevil", "abi_version": 1}, "a library base name"),
-        ({"library": "libawq2trt_ort", "abi_version": "1"}, "kernels: abi_version"),
-        ({"library": "libother", "abi_version": 1}, "the one this awq2trt knows"),
-        ({"library": "libawq2trt_ort", "abi_version": 2}, "awq2trt_ort_abi_version() = 2"),
+        ({"library": "../libevil", "abi_version": 2}, "a library base name"),
+        ({"library": "libawq2trt_ort", "abi_version": "2"}, "kernels: abi_version"),
+        ({"library": "libother", "abi_version": 2}, "the one this awq2trt knows"),
+        ({"library": "libawq2trt_ort", "abi_version": 1}, "awq2trt_ort_abi_version() = 1"),
     ]
     for kernels, needle in cases:
         (folder / SIDECAR_FILE).write_text(json.dumps({**original, "kernels": kernels}))
@@ -479,7 +484,7 @@ def test_the_install_built_the_package_copy() -> None:
     if os.environ.get("AWQ2TRT_REQUIRE_PEERS") != "1" or not os.environ.get("ONNXRUNTIME_INCLUDE_DIR"):
         pytest.skip("checks the CI install (AWQ2TRT_REQUIRE_PEERS=1 with ONNXRUNTIME_INCLUDE_DIR set)")
     assert kernel_lookup.PACKAGE_COPY.is_file(), "scripts/venv-run's install did not build the kernel library"
-    assert kernel_lookup.check_library(kernel_lookup.PACKAGE_COPY, "the package").abi_version == 1
+    assert kernel_lookup.check_library(kernel_lookup.PACKAGE_COPY, "the package").abi_version == 2
 
 
 def _wheel(tmp_path: Path, headers: str | None) -> subprocess.CompletedProcess[str]:

@@ -116,6 +116,49 @@ def test_fuse_gate_up(tmp_path: Path) -> None:
     assert linears_computed(model) == 3
 
 
+def test_fuse_silu_mul(tmp_path: Path) -> None:
+    """The SwiGLU after the fused gate/up becomes the node's epilogue; its function body gives the same outputs."""
+    import onnx_ir as ir
+
+    from awq2trt.ir import int4_op
+
+    model = _load("gate_up")
+    counts = run_passes(model, "ort-kernels", enabled=["fuse_gate_up", "fuse_silu_mul"], mapping=LLAMA)
+    assert counts == {"fuse_gate_up": 1, "fuse_silu_mul": 1}
+    int4_op.attach_functions(model)  # the node now names the zp_silu_mul body
+    ir.save(model, tmp_path / "gate_up.onnx")
+    (before,), (after,) = _run(GRAPHS / "gate_up.onnx", _feeds()), _run(tmp_path / "gate_up.onnx", _feeds())
+    assert after.shape == before.shape and max_abs_rel(after, before)[0] <= 1e-6
+    assert dict(_ops(model)) == {"Int4MatMul": 2}  # no Split, Sigmoid or Mul left
+    fused, down = (n for n in model.graph if n.op_type == "Int4MatMul")
+    assert int4_op.node_epilogue(fused) == int4_op.EPILOGUE_SILU_MUL and fused.overload == "zp_silu_mul"
+    assert int4_op.node_epilogue(down) == int4_op.EPILOGUE_NONE
+    assert fused.attributes["N"].as_int() == 256 and list(fused.outputs[0].shape)[-1] == 128
+    assert fused.outputs[0].name == "product" and down.inputs[0] is fused.outputs[0]  # the SwiGLU's name kept
+    assert linears_computed(model) == 3
+
+
+@pytest.mark.parametrize("change", ["silu_is_an_output", "up_read_twice", "not_sigmoid"])
+def test_fuse_silu_mul_leaves_other_patterns_alone(change: str) -> None:
+    import onnx_ir as ir
+
+    model = _load("gate_up")
+    run_passes(model, "ort-kernels", enabled=["fuse_gate_up"], mapping=LLAMA)
+    nodes = {n.outputs[0].name: n for n in model.graph}
+    if change == "silu_is_an_output":
+        model.graph.outputs.append(nodes["silu"].outputs[0])
+    elif change == "up_read_twice":
+        up = nodes["product"].inputs[1]
+        extra = ir.Node("", "Relu", [up], name="extra")
+        model.graph.append(extra)
+        model.graph.outputs.append(extra.outputs[0])
+    else:
+        nodes["gate_sigmoid"].op_type = "Tanh"
+    before = _ops(model)
+    assert run_passes(model, "ort-kernels", enabled=["fuse_silu_mul"], mapping=LLAMA) == {"fuse_silu_mul": 0}
+    assert _ops(model) == before
+
+
 def test_norm_with_residual(tmp_path: Path) -> None:
     register_ort_schemas()
     model, counts = _rewrite_and_compare(
@@ -314,6 +357,7 @@ def test_manager_lists_in_declared_order() -> None:
     assert DEFAULT_PASSES.names() == [
         "fuse_qkv",
         "fuse_gate_up",
+        "fuse_silu_mul",
         "fuse_rmsnorm",
         "fuse_skip_rmsnorm",
         "fuse_rotary",
@@ -321,8 +365,9 @@ def test_manager_lists_in_declared_order() -> None:
         "cleanup",
     ]
     assert DEFAULT_PASSES.names("ir") == ["fuse_qkv", "fuse_gate_up", "cleanup"]
-    assert DEFAULT_PASSES.names("ort") == DEFAULT_PASSES.names()
-    assert len(DEFAULT_PASSES.describe().splitlines()) == 7
+    assert DEFAULT_PASSES.names("ort") == [n for n in DEFAULT_PASSES.names() if n != "fuse_silu_mul"]
+    assert DEFAULT_PASSES.names("ort-kernels") == DEFAULT_PASSES.names()  # only our kernel computes the epilogue
+    assert len(DEFAULT_PASSES.describe().splitlines()) == 8
 
 
 def test_targets_declare_their_passes(monkeypatch: pytest.MonkeyPatch) -> None:

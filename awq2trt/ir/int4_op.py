@@ -13,12 +13,20 @@ decode kernel) groups 16 output rows: B uint8 [T, K/8, 16, 4] with T = ceil(N/16
 4c + i]; scales and zero_points [T, K/G, 16], [t, g, r] = rows[16t + r, g]; the rows past N are zeros.  bias and
 every other attribute are the same in both layouts.
 
+``epilogue`` (optional string, default "none"): "silu_mul" makes the node a fused gate/up projection of a SwiGLU
+MLP: with P = A @ W.T + bias of N columns (the gate's N/2, then the up's N/2), Y [..., N/2] = silu(P[..., :N/2]) *
+P[..., N/2:], silu(x) = x * sigmoid(x).  The ``fuse_silu_mul`` pass writes it (``ort-kernels`` only), so that the
+library's kernel applies the activation while the gate and up rows are still in its registers' cache instead of
+four more graph nodes (Split, Sigmoid, Mul, Mul) each reading and writing the [M, N] product.
+
 Each node carries a model-local function body made of standard ops, so stock ONNX Runtime runs the
 un-lowered graph and it serves as the reference for every target.  ONNX Runtime refuses a body that reads
 an omitted optional input, so there is one body per input signature and layout, told apart by the function
 ``overload`` field (ONNX IR 10): "" (no zero points, no bias), "zp", "bias", "zp_bias" for rows, and the same
 prefixed by the layout for tiles16 ("tiles16", "tiles16_zp", "tiles16_bias", "tiles16_zp_bias"), whose bodies
-first turn the tiles back into rows with standard ops and then compute as the rows bodies do.  Every overload
+first turn the tiles back into rows with standard ops and then compute as the rows bodies do; each of these
+with the suffix "silu_mul" ("zp_silu_mul", "tiles16_zp_silu_mul", ...) for the epilogue, whose bodies end in
+Split, Sigmoid and two Muls.  Every overload
 declares all five formal inputs and ignores the ones its signature lacks.
 """
 
@@ -44,28 +52,40 @@ WEIGHT_LAYOUT = "weight_layout"
 LAYOUT_ROWS = "rows"  # B [N, K/2], scales and zero_points [N, K/G]
 LAYOUT_TILES16 = "tiles16"  # 16-row tiles (awq2trt.cpu_layout)
 WEIGHT_LAYOUTS = (LAYOUT_ROWS, LAYOUT_TILES16)
+# What the node applies to its product before writing Y (absent = none).
+EPILOGUE = "epilogue"
+EPILOGUE_NONE = "none"  # Y = A @ W.T + bias, N columns
+EPILOGUE_SILU_MUL = "silu_mul"  # Y = silu(gate) * up, the product's two halves: N / 2 columns
+EPILOGUES = (EPILOGUE_NONE, EPILOGUE_SILU_MUL)
 
 
-def overload_name(has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_ROWS) -> str:
-    """The function overload of a node with this input signature and weight layout ("", "zp", "tiles16_bias"...)."""
+def overload_name(
+    has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_ROWS, epilogue: str = EPILOGUE_NONE
+) -> str:
+    """The function overload of a node with this input signature, weight layout and epilogue ("", "zp",
+    "tiles16_bias", "tiles16_zp_silu_mul"...)."""
     if layout not in WEIGHT_LAYOUTS:
         raise ValueError(f"unknown Int4MatMul weight layout {layout!r} (known: {', '.join(WEIGHT_LAYOUTS)})")
+    if epilogue not in EPILOGUES:
+        raise ValueError(f"unknown Int4MatMul epilogue {epilogue!r} (known: {', '.join(EPILOGUES)})")
     parts = [layout] if layout != LAYOUT_ROWS else []
     parts += ["zp"] if has_zero_points else []
     parts += ["bias"] if has_bias else []
+    parts += [epilogue] if epilogue != EPILOGUE_NONE else []
     return "_".join(parts)
 
 
 _OVERLOADS = {
-    overload_name(zp, bias, layout): (layout, zp, bias)
+    overload_name(zp, bias, layout, epilogue): (layout, zp, bias, epilogue)
     for layout in WEIGHT_LAYOUTS
     for zp in (False, True)
     for bias in (False, True)
+    for epilogue in EPILOGUES
 }
 
 
-def parse_overload(overload: str) -> tuple[str, bool, bool]:
-    """(layout, has_zero_points, has_bias) of an overload name; the inverse of `overload_name`."""
+def parse_overload(overload: str) -> tuple[str, bool, bool, str]:
+    """(layout, has_zero_points, has_bias, epilogue) of an overload name; the inverse of `overload_name`."""
     try:
         return _OVERLOADS[overload]
     except KeyError:
@@ -79,6 +99,12 @@ def node_layout(node: Any) -> str:
     return LAYOUT_ROWS if attr is None else attr.as_string()
 
 
+def node_epilogue(node: Any) -> str:
+    """The epilogue of an onnx_ir Int4MatMul node (its ``epilogue`` attribute, absent = none)."""
+    attr = node.attributes.get(EPILOGUE)
+    return EPILOGUE_NONE if attr is None else attr.as_string()
+
+
 def node_signature(node: Any) -> tuple[str, bool, bool]:
     """(layout, has_zero_points, has_bias) of an onnx_ir Int4MatMul node, read from its inputs and attributes."""
     inputs = [*node.inputs, None, None, None, None, None][:5]
@@ -86,13 +112,19 @@ def node_signature(node: Any) -> tuple[str, bool, bool]:
 
 
 def node_overload(node: Any) -> str:
-    """The overload an onnx_ir Int4MatMul node must name, given its inputs and weight layout."""
+    """The overload an onnx_ir Int4MatMul node must name, given its inputs, weight layout and epilogue."""
     layout, has_zp, has_bias = node_signature(node)
-    return overload_name(has_zp, has_bias, layout)
+    return overload_name(has_zp, has_bias, layout, node_epilogue(node))
+
+
+def output_columns(n: int, epilogue: str) -> int:
+    """Y's last dimension for a node of N product columns."""
+    return n // 2 if epilogue == EPILOGUE_SILU_MUL else n
 
 
 def _infer_output(ctx: Any) -> None:
-    """Y: A's element type, shape A[..., :-1] + [N] (so strict shape inference can type what follows)."""
+    """Y: A's element type, shape A[..., :-1] + [N] (N / 2 with the silu_mul epilogue), so strict shape inference
+    can type what follows."""
     import onnx
 
     a = ctx.get_input_type(0)
@@ -103,7 +135,10 @@ def _infer_output(ctx: Any) -> None:
     if a.tensor_type.HasField("shape") and len(a.tensor_type.shape.dim) >= 1:
         for dim in list(a.tensor_type.shape.dim)[:-1]:
             y.tensor_type.shape.dim.add().CopyFrom(dim)
-        y.tensor_type.shape.dim.add().dim_value = ctx.get_attribute("N").i
+        epilogue = ctx.get_attribute(EPILOGUE)
+        y.tensor_type.shape.dim.add().dim_value = output_columns(
+            ctx.get_attribute("N").i, epilogue.s.decode() if epilogue is not None else EPILOGUE_NONE
+        )
     ctx.set_output_type(0, y)
 
 
@@ -148,6 +183,11 @@ def register_schema() -> None:
                 WEIGHT_LAYOUT,
                 helper.make_attribute(WEIGHT_LAYOUT, LAYOUT_ROWS),
                 "layout of B, scales and zero_points: rows ([N, ...]) or tiles16 (16-row tiles)",
+            ),
+            schema.Attribute(
+                EPILOGUE,
+                helper.make_attribute(EPILOGUE, EPILOGUE_NONE),
+                "none (Y = the product) or silu_mul (Y = silu(first half) * second half, N / 2 columns)",
             ),
         ],
     )
@@ -204,19 +244,42 @@ def _tiles16_prelude(has_zero_points: bool) -> list[onnx.NodeProto]:
     return nodes
 
 
-def function_body(has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_ROWS) -> list[onnx.NodeProto]:
-    """The body for *layout*: tiles16 turns its weights back into rows first; then, for every layout, unpack the
-    nibbles to [N, K/G, G], subtract zero points, scale, flatten, transpose and multiply."""
+def function_body(
+    has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_ROWS, epilogue: str = EPILOGUE_NONE
+) -> list[onnx.NodeProto]:
+    """The body for *layout* and *epilogue*: tiles16 turns its weights back into rows first; then, for every
+    layout, unpack the nibbles to [N, K/G, G], subtract zero points, scale, flatten, transpose and multiply; then
+    the epilogue, if any."""
+    if epilogue not in EPILOGUES:
+        raise ValueError(f"unknown Int4MatMul epilogue {epilogue!r} (known: {', '.join(EPILOGUES)})")
+    product = "Y" if epilogue == EPILOGUE_NONE else "gate_up"
     if layout == LAYOUT_ROWS:
-        return _rows_body(has_zero_points, has_bias, "B", "scales", "zero_points")
-    if layout == LAYOUT_TILES16:
-        rows = _rows_body(has_zero_points, has_bias, "B_rows", "scales_rows", "zero_points_rows")
-        return _tiles16_prelude(has_zero_points) + rows
-    raise ValueError(f"unknown Int4MatMul weight layout {layout!r} (known: {', '.join(WEIGHT_LAYOUTS)})")
+        nodes = _rows_body(has_zero_points, has_bias, "B", "scales", "zero_points", product)
+    elif layout == LAYOUT_TILES16:
+        rows = _rows_body(has_zero_points, has_bias, "B_rows", "scales_rows", "zero_points_rows", product)
+        nodes = _tiles16_prelude(has_zero_points) + rows
+    else:
+        raise ValueError(f"unknown Int4MatMul weight layout {layout!r} (known: {', '.join(WEIGHT_LAYOUTS)})")
+    return nodes + (_silu_mul_epilogue(product) if epilogue == EPILOGUE_SILU_MUL else [])
 
 
-def _rows_body(has_zero_points: bool, has_bias: bool, b: str, scales: str, zero_points: str) -> list[onnx.NodeProto]:
-    """The rows body, reading the codes, scales and zero points from the values named *b*, *scales*, *zero_points*."""
+def _silu_mul_epilogue(product: str) -> list[onnx.NodeProto]:
+    """Y = silu(gate) * up, gate and up the two halves of *product*'s last axis (as the MLP's unfused graph)."""
+    from onnx import helper
+
+    return [
+        helper.make_node("Split", [product], ["gate", "up"], axis=-1, num_outputs=2),
+        helper.make_node("Sigmoid", ["gate"], ["gate_sigmoid"]),
+        helper.make_node("Mul", ["gate", "gate_sigmoid"], ["gate_silu"]),
+        helper.make_node("Mul", ["gate_silu", "up"], ["Y"]),
+    ]
+
+
+def _rows_body(
+    has_zero_points: bool, has_bias: bool, b: str, scales: str, zero_points: str, output: str = "Y"
+) -> list[onnx.NodeProto]:
+    """The rows body, reading the codes, scales and zero points from the values named *b*, *scales*, *zero_points*
+    and writing the product to *output*."""
     from onnx import helper
 
     nodes = [
@@ -247,14 +310,16 @@ def _rows_body(has_zero_points: bool, has_bias: bool, b: str, scales: str, zero_
         helper.make_node("Mul", ["centered", "scales3"], ["weight3"]),
         helper.make_node("Reshape", ["weight3", "flat_rows"], ["weight"]),  # [N, K]
         helper.make_node("Transpose", ["weight"], ["weight_t"], perm=[1, 0]),  # [K, N]
-        helper.make_node("MatMul", ["A", "weight_t"], ["Y" if not has_bias else "product"]),
+        helper.make_node("MatMul", ["A", "weight_t"], [output if not has_bias else "product"]),
     ]
     if has_bias:
-        nodes.append(helper.make_node("Add", ["product", "bias"], ["Y"]))
+        nodes.append(helper.make_node("Add", ["product", "bias"], [output]))
     return nodes
 
 
-def make_function(has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_ROWS) -> onnx.FunctionProto:
+def make_function(
+    has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_ROWS, epilogue: str = EPILOGUE_NONE
+) -> onnx.FunctionProto:
     from onnx import helper
 
     function = helper.make_function(
@@ -262,13 +327,14 @@ def make_function(has_zero_points: bool, has_bias: bool, layout: str = LAYOUT_RO
         OP_TYPE,
         list(FORMAL_INPUTS),
         ["Y"],
-        function_body(has_zero_points, has_bias, layout),
+        function_body(has_zero_points, has_bias, layout, epilogue),
         [helper.make_opsetid("", BODY_OPSET)],
         attributes=list(ATTRIBUTES),
     )
-    function.overload = overload_name(has_zero_points, has_bias, layout)
+    function.overload = overload_name(has_zero_points, has_bias, layout, epilogue)
     weights = "" if layout == LAYOUT_ROWS else f", {layout} weights"
-    function.doc_string = f"Reference body of awq2trt::Int4MatMul{weights} (standard ops only)."
+    then = "" if epilogue == EPILOGUE_NONE else f", then {epilogue}"
+    function.doc_string = f"Reference body of awq2trt::Int4MatMul{weights}{then} (standard ops only)."
     return function
 
 
@@ -287,8 +353,9 @@ def attach_functions(model: Any) -> int:
     Functions are attached only once the graph is final, so that no inliner (the exporter's, onnx_ir's)
     replaces the nodes by their bodies.
 
-    Each node's overload must be the one its inputs and ``weight_layout`` call for (`node_overload`): a node that
-    names another would silently run a body that ignores its zero points, bias or layout, so that is an error.
+    Each node's overload must be the one its inputs, ``weight_layout`` and ``epilogue`` call for (`node_overload`):
+    a node that names another would silently run a body that ignores its zero points, bias, layout or epilogue, so
+    that is an error.
     """
     import onnx_ir as ir
 
@@ -296,12 +363,12 @@ def attach_functions(model: Any) -> int:
     for node in nodes:
         if node.overload != (expected := node_overload(node)):
             raise ValueError(
-                f"Int4MatMul node {node.name!r}: overload {node.overload!r}, but its inputs and weight layout call"
+                f"Int4MatMul node {node.name!r}: overload {node.overload!r}, but its inputs, layout and epilogue call"
                 f" for {expected!r}"
             )
     for overload in sorted({node.overload for node in nodes}):
-        layout, has_zp, has_bias = parse_overload(overload)
-        function = ir.serde.deserialize_function(make_function(has_zp, has_bias, layout))
+        layout, has_zp, has_bias, epilogue = parse_overload(overload)
+        function = ir.serde.deserialize_function(make_function(has_zp, has_bias, layout, epilogue))
         model.functions[function.identifier()] = function
     model.opset_imports[DOMAIN] = DOMAIN_VERSION
     return len(nodes)

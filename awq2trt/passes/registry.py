@@ -8,11 +8,17 @@ from awq2trt.passes.fuse_int4 import fuse_gate_up, fuse_qkv
 from awq2trt.passes.manager import Pass, PassManager
 from awq2trt.passes.norms import fuse_rmsnorm, fuse_skip_rmsnorm
 from awq2trt.passes.rotary import fuse_rotary
+from awq2trt.passes.silu_mul import fuse_silu_mul
 
 DEFAULT_PASSES = PassManager(
     [
         Pass("fuse_qkv", "q/k/v Int4MatMuls on one input -> one Int4MatMul + Split (awq2trt)", fuse_qkv),
         Pass("fuse_gate_up", "gate/up Int4MatMuls on one input -> one Int4MatMul + Split (awq2trt)", fuse_gate_up),
+        Pass(
+            "fuse_silu_mul",
+            "fused gate/up Int4MatMul + Split + SiLU * up -> one Int4MatMul with the silu_mul epilogue (awq2trt)",
+            fuse_silu_mul,
+        ),
         Pass("fuse_rmsnorm", "RMSNorm -> SimplifiedLayerNormalization (onnxscript)", fuse_rmsnorm),
         Pass(
             "fuse_skip_rmsnorm",

@@ -150,10 +150,16 @@ def kernels_for(
 
 
 def check_providers(
-    library: KernelLibrary, providers: Sequence[str], dtype: str, where: str | Path, weight_layout: str = "rows"
+    library: KernelLibrary,
+    providers: Sequence[str],
+    dtype: str,
+    where: str | Path,
+    weight_layout: str = "rows",
+    epilogues: int = 0,
 ) -> None:
-    """With the CUDA provider, the library must have its CUDA kernels, the graph 16-bit activations and the rows
-    weight layout (tiles16 is the CPU kernel's).
+    """With the CUDA provider, the library must have its CUDA kernels, the graph 16-bit activations, the rows
+    weight layout (tiles16 is the CPU kernel's) and no fused epilogue (*epilogues*: how many nodes
+    ``fuse_silu_mul`` gave one, which only the CPU kernel computes).
 
     Otherwise ONNX Runtime would quietly place every int4 node on our CPU kernel and copy each activation to the
     host and back, many times slower than the user asked for; one error says which half is missing.
@@ -177,6 +183,12 @@ def check_providers(
             where,
             expected="an export with --weight-layout rows for our CUDA kernels (--provider cuda)",
             got=f"weight layout {weight_layout}, which only the CPU kernel reads",
+        )
+    if epilogues:
+        raise Awq2TrtError(
+            where,
+            expected="an export with --disable-passes fuse_silu_mul for our CUDA kernels (--provider cuda)",
+            got=f"{epilogues} Int4MatMul nodes with the silu_mul epilogue, which only the CPU kernel computes",
         )
 
 

@@ -109,7 +109,8 @@ class OrtModel(TextModel):
         options = ort.SessionOptions()
         if library is not None:
             layout = sidecar.target_options.get("weight_layout", "rows")  # exports before the option: rows
-            check_providers(library, providers or [], sidecar.dtype, folder / SIDECAR_FILE, str(layout))
+            epilogues = int(sidecar.passes.get("fuse_silu_mul", 0))
+            check_providers(library, providers or [], sidecar.dtype, folder / SIDECAR_FILE, str(layout), epilogues)
             register(options, library)
         options.log_severity_level = 3  # fp16 graphs make ORT list every node it cannot constant-fold
         # A trt graph's INT4 DequantizeLinear + MatMul, which ORT fuses into MatMulNBits, runs exactly (as

@@ -1,13 +1,13 @@
 """The ``ort-kernels`` target: the ``ort`` graph, but every int4 matmul runs in our own kernel library.
 
-Everything but the int4 lowering is the ``ort`` target's (same passes: fused norms, rotary,
-GroupQueryAttention; the same ``--lm-head`` choices: an int4 head becomes one more Int4MatMul, an int8 head a
-MatMulNBits, which our library does not implement).  Each
-``awq2trt::Int4MatMul`` node stays as it is, with its function body attached so the graph is still valid ONNX
-that stock ONNX Runtime could run, and gains an ``accuracy_level`` attribute that the library's kernel reads.
-ONNX Runtime prefers a registered kernel to a node's model-local function body, so a session that registered
-``libawq2trt_ort`` (plugins/onnxruntime) runs our kernel for every node; the sidecar's ``kernels`` field tells
-runtimes to register it (``awq2trt.runtime.kernels``).
+Everything but the int4 lowering is the ``ort`` target's (the same passes, fused norms, rotary and
+GroupQueryAttention, plus ``fuse_silu_mul``, whose SwiGLU epilogue our kernel computes; the same ``--lm-head``
+choices: an int4 head becomes one more Int4MatMul, an int8 head a MatMulNBits, which our library does not
+implement).  Each ``awq2trt::Int4MatMul`` node stays as it is, with its function body attached so the graph is
+still valid ONNX that stock ONNX Runtime could run, and gains an ``accuracy_level`` attribute that the library's
+kernel reads.  ONNX Runtime prefers a registered kernel to a node's model-local function body, so a session that
+registered ``libawq2trt_ort`` (plugins/onnxruntime) runs our kernel for every node; the sidecar's ``kernels``
+field tells runtimes to register it (``awq2trt.runtime.kernels``).
 
 ``--weight-layout tiles16`` stores each Int4MatMul's codes, scales and zero points in the 16-row tiles the
 library's int8 decode kernel reads (`awq2trt.cpu_layout`), so that sessions never repack: the node says
@@ -22,7 +22,7 @@ function bodies instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from awq2trt.errors import Awq2TrtError
 from awq2trt.ir import int4_op
@@ -69,8 +69,7 @@ def tile_weights(model: Any) -> int:
 
     count = 0
     for node in int4_op.int4_nodes(model.graph):
-        layout, has_zp, has_bias = int4_op.node_signature(node)
-        if layout == int4_op.LAYOUT_TILES16:
+        if int4_op.node_layout(node) == int4_op.LAYOUT_TILES16:
             count += 1
             continue
         _, b, scales, zeros, _ = [*node.inputs, None, None, None, None, None][:5]
@@ -85,7 +84,7 @@ def tile_weights(model: Any) -> int:
         if zeros is not None:
             remap_initializer(zeros, (t, groups, TILE_N), lambda values, w=zeros.name: tile_groups(values, w))
         node.attributes[int4_op.WEIGHT_LAYOUT] = ir.AttrString(int4_op.WEIGHT_LAYOUT, int4_op.LAYOUT_TILES16)
-        node.overload = int4_op.overload_name(has_zp, has_bias, int4_op.LAYOUT_TILES16)
+        node.overload = int4_op.node_overload(node)  # the tiles16 body, with the node's epilogue if it has one
         count += 1
     return count
 
@@ -107,6 +106,8 @@ class OrtKernelsTarget(OrtTarget):
         " needs the library at run time"
     )
     options = OrtTarget.options | {"weight_layout"}
+    # The ort target's passes plus the SwiGLU epilogue our kernel applies (awq2trt.passes.silu_mul).
+    passes: ClassVar[tuple[str, ...]] = (*OrtTarget.passes[:2], "fuse_silu_mul", *OrtTarget.passes[2:])
 
     def check_options(self, options: ExportOptions) -> None:
         super().check_options(options)  # the ort target's checks (--lm-head choices, levels 0..4), then ours

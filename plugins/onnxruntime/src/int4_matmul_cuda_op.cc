@@ -39,6 +39,10 @@ void Int4MatMulCudaKernel::check_supported(const NodeAttributes& attributes) {
   if (attributes.tiles16) {
     fail(attributes.node, "weight_layout='tiles16' is a CPU kernel layout (export with --weight-layout rows for CUDA)");
   }
+  if (attributes.silu_mul) {
+    fail(attributes.node,
+         "epilogue='silu_mul' is computed by the CPU kernel only (export with --disable-passes fuse_silu_mul for CUDA)");
+  }
   if (attributes.k % 64 != 0 || attributes.group % 32 != 0) {
     fail(attributes.node, "K=" + std::to_string(attributes.k) + ", block_size=" + std::to_string(attributes.group) +
                               ": the CUDA kernels need K % 64 == 0 and block_size % 32 == 0 (run this graph on "

@@ -12,6 +12,7 @@
 #include "dispatch.h"
 #include "int4_problem.h"
 #include "node_checks.h"
+#include "silu_mul.h"
 
 namespace awq2trt_ort {
 namespace {
@@ -30,29 +31,27 @@ struct Job {
   const Int4Problem* problem;
   RowsFn rows;
   int64_t rows_per_task;  // PathPlan's: enough work per task (>= 32 rows x K/2 bytes of codes) that scheduling is noise
+  bool untile;            // PathPlan::untile: a tiles16 problem on a path that reads rows
+  // The silu_mul epilogue: problem->y is then the [M, N] product (per call scratch), `half` = N / 2 and `out` the
+  // [M, N / 2] output; a task computes its gate rows and the matching up rows, then their columns of out, while
+  // they are in cache.  half = 0: no epilogue, problem->y is the output.
+  int64_t half = 0;
+  float* out = nullptr;
 };
 
-void run_task(void* data, size_t task) {
-  const Job& job = *static_cast<const Job*>(data);
-  const int64_t begin = static_cast<int64_t>(task) * job.rows_per_task;
-  job.rows(*job.problem, begin, std::min(begin + job.rows_per_task, job.problem->n));
-}
-
-// A tiles16 problem on a path that reads rows: the task's rows go back into the rows layout in per-thread
-// scratch, the path computes them as a problem of their own, and its columns are copied into Y.  The slice is
-// rows_per_task rows (kilobytes), so nothing the size of the weight is ever copied.
-void run_untiled_task(void* data, size_t task) {
-  const Job& job = *static_cast<const Job*>(data);
+// A tiles16 problem on a path that reads rows: the rows go back into the rows layout in per-thread scratch, the
+// path computes them as a problem of their own, and its columns are copied into Y.  The slice is rows_per_task
+// rows (kilobytes), so nothing the size of the weight is ever copied.
+void compute_untiled_rows(const Job& job, int64_t begin, int64_t end) {
   const Int4Problem& p = *job.problem;
-  const int64_t begin = static_cast<int64_t>(task) * job.rows_per_task;
-  const int64_t rows = std::min(begin + job.rows_per_task, p.n) - begin;
+  const int64_t rows = end - begin;
   thread_local std::vector<uint8_t> codes, zeros;
   thread_local std::vector<float> scales, y;
   codes.resize(static_cast<size_t>(rows * p.row_bytes));
   scales.resize(static_cast<size_t>(rows * p.groups));
   zeros.resize(p.zeros != nullptr ? static_cast<size_t>(rows * p.groups) : 0);
   y.resize(static_cast<size_t>(p.m * rows));
-  untile_rows(p, begin, begin + rows, codes.data(), scales.data(), zeros.data());
+  untile_rows(p, begin, end, codes.data(), scales.data(), zeros.data());
   Int4Problem slice = p;
   slice.tiles16 = false;
   slice.n = rows;
@@ -61,6 +60,22 @@ void run_untiled_task(void* data, size_t task) {
   slice.y = y.data();
   job.rows(slice, 0, rows);
   for (int64_t m = 0; m < p.m; ++m) std::copy_n(y.data() + m * rows, rows, p.y + m * p.n + begin);
+}
+
+void compute_rows(const Job& job, int64_t begin, int64_t end) {
+  if (job.untile) return compute_untiled_rows(job, begin, end);
+  job.rows(*job.problem, begin, end);
+}
+
+void run_task(void* data, size_t task) {
+  const Job& job = *static_cast<const Job*>(data);
+  const int64_t columns = job.half != 0 ? job.half : job.problem->n;
+  const int64_t begin = static_cast<int64_t>(task) * job.rows_per_task;
+  const int64_t end = std::min(begin + job.rows_per_task, columns);
+  compute_rows(job, begin, end);
+  if (job.half == 0) return;
+  compute_rows(job, job.half + begin, job.half + end);
+  silu_mul_columns(job.problem->y, job.problem->m, job.half, begin, end, job.out);
 }
 
 // accuracy_level 4: the activations' int8 blocks, rows of A split across the pool like rows of Y.
@@ -97,6 +112,7 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
   const Ort::ConstValue &z_value = in.zero_points, &bias_value = in.bias;
   Ort::UnownedValue y_value = ctx.GetOutput(0, in.y_dims);
   if (m == 0) return;
+  const int64_t columns = attributes_.output_columns();  // Y's: N, or N / 2 after the silu_mul epilogue
 
   Int4Problem p;
   p.m = m, p.k = k, p.n = n, p.group = group, p.groups = groups, p.row_bytes = row_bytes;
@@ -106,11 +122,12 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
   p.zeros = z_value ? z_value.GetTensorData<uint8_t>() : nullptr;
   // Half-precision activations, scales and bias become fp32 here: the paths compute in fp32 only.
   std::vector<float> a32, s32, bias32, y32;
+  float* out = nullptr;  // Y in fp32: the output tensor itself, or y32 to convert at the end
   if (type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
     p.a = a_value.GetTensorData<float>();
     p.scales = s_value.GetTensorData<float>();
     p.bias = bias_value ? bias_value.GetTensorData<float>() : nullptr;
-    p.y = y_value.GetTensorMutableData<float>();
+    out = y_value.GetTensorMutableData<float>();
   } else {
     auto convert = [&](const Ort::ConstValue& value, size_t count) {
       if (type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) return to_float(value.GetTensorData<Ort::Float16_t>(), count);
@@ -119,9 +136,12 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     a32 = convert(a_value, static_cast<size_t>(m * k));
     s32 = convert(s_value, static_cast<size_t>(weight_rows * groups));
     if (bias_value) bias32 = convert(bias_value, static_cast<size_t>(n));
-    y32.resize(static_cast<size_t>(m * n));
-    p.a = a32.data(), p.scales = s32.data(), p.bias = bias_value ? bias32.data() : nullptr, p.y = y32.data();
+    y32.resize(static_cast<size_t>(m * columns));
+    p.a = a32.data(), p.scales = s32.data(), p.bias = bias_value ? bias32.data() : nullptr, out = y32.data();
   }
+  std::vector<float> product;  // the silu_mul epilogue's [M, N] gate and up columns
+  if (attributes_.silu_mul) product.resize(static_cast<size_t>(m * n));
+  p.y = attributes_.silu_mul ? product.data() : out;
 
   p.int8_activations = attributes_.accuracy_level == 4;
   const PathPlan plan = plan_for(p);
@@ -144,9 +164,9 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     split_activations(p.a, m, k, a_split.data());
     p.a_split = a_split.data();
   }
-  Job job{&p, plan.rows, plan.rows_per_task};
-  ctx.ParallelFor(plan.untile ? run_untiled_task : run_task,
-                  static_cast<size_t>((n + job.rows_per_task - 1) / job.rows_per_task), 0, &job);
+  Job job{&p, plan.rows, plan.rows_per_task, plan.untile};
+  if (attributes_.silu_mul) job.half = columns, job.out = out;
+  ctx.ParallelFor(run_task, static_cast<size_t>((columns + job.rows_per_task - 1) / job.rows_per_task), 0, &job);
   note_last_path(plan.path);
 
   if (type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {

@@ -86,6 +86,15 @@ NodeAttributes read_node_attributes(const Ort::ConstKernelInfo& info) {
     fail(a.node, "weight_layout='" + layout + "' is not supported (\"rows\" or \"tiles16\")");
   }
   a.tiles16 = layout == "tiles16";
+  std::string epilogue = "none";
+  try {
+    epilogue = info.GetAttribute<std::string>("epilogue");
+  } catch (const Ort::Exception&) {
+  }
+  if (epilogue != "none" && epilogue != "silu_mul") {
+    fail(a.node, "epilogue='" + epilogue + "' is not supported (\"none\" or \"silu_mul\")");
+  }
+  a.silu_mul = epilogue == "silu_mul";
   const int64_t bits = optional_attribute("bits", 4);
   a.accuracy_level = optional_attribute("accuracy_level", 0);
   if (bits != 4) fail(a.node, "bits=" + std::to_string(bits) + " is not supported (only 4)");
@@ -96,6 +105,11 @@ NodeAttributes read_node_attributes(const Ort::ConstKernelInfo& info) {
   if (a.k <= 0 || a.n <= 0 || a.k % a.group != 0) {
     fail(a.node, "K=" + std::to_string(a.k) + ", N=" + std::to_string(a.n) + ", block_size=" +
                      std::to_string(a.group) + ": need positive K and N with K a multiple of block_size");
+  }
+  // The up half must start on a 16-row tile, so that a task's gate and up rows are whole tiles in either layout.
+  if (a.silu_mul && a.n % 32 != 0) {
+    fail(a.node, "epilogue='silu_mul' needs N a multiple of 32 (two halves of whole 16-row tiles), got N=" +
+                     std::to_string(a.n));
   }
   if (a.accuracy_level != 0 && a.accuracy_level != 4) {
     fail(a.node, "accuracy_level=" + std::to_string(a.accuracy_level) +
@@ -125,7 +139,7 @@ NodeInputs read_node_inputs(Ort::KernelContext& ctx, const NodeAttributes& node)
   }
   if (in.bias) expect_dims(node.node, "bias", in.bias.GetTensorTypeAndShapeInfo().GetShape(), {node.n});
   in.y_dims = a_dims;
-  in.y_dims.back() = node.n;
+  in.y_dims.back() = node.output_columns();
   return in;
 }
 

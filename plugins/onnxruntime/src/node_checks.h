@@ -21,6 +21,10 @@ struct NodeAttributes {
   // weight_layout "tiles16" (awq2trt/cpu_layout.py): B [T, K/8, 16, 4], scales and zero_points [T, K/G, 16] with
   // T = ceil(N / 16); "rows" (the default, the IR's): B [N, ceil(K/2)], scales and zero_points [N, K/G].
   bool tiles16 = false;
+  // epilogue "silu_mul" (awq2trt/passes/silu_mul.py): the N product columns are a gate half and an up half, and Y
+  // is silu(gate) * up, N / 2 columns; "none" (the default): Y is the product.
+  bool silu_mul = false;
+  int64_t output_columns() const { return silu_mul ? n / 2 : n; }
 };
 
 // The shapes of B, scales and zero_points (the same) in the node's weight layout.

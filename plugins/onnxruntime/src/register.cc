@@ -60,10 +60,12 @@ AWQ2TRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
   }
 }
 
-// The runtime's contract with this library: 1 = this file's hooks, op awq2trt::Int4MatMul with the IR's inputs and
-// attributes (accuracy_level 0 and 4).  Bumped whenever either changes incompatibly, so a runtime can refuse a
-// library built for another contract with one clear error instead of running it.
-AWQ2TRT_EXPORT int awq2trt_ort_abi_version(void) { return 1; }
+// The runtime's contract with this library: this file's hooks and op awq2trt::Int4MatMul with the IR's inputs and
+// attributes (accuracy_level 0 and 4, weight_layout rows and tiles16); 2 added the epilogue attribute (silu_mul),
+// which a library of 1 would ignore and so compute the wrong output.  Bumped whenever either changes
+// incompatibly, so a runtime can refuse a library built for another contract with one clear error instead of
+// running it.
+AWQ2TRT_EXPORT int awq2trt_ort_abi_version(void) { return 2; }
 
 // "awq2trt_ort 0.1.0; ONNX Runtime API 21; paths scalar avx2 avx512 avx512vnni[; cuda sm_80 sm_90]": what a bug
 // report needs, and what the runtime reads to know whether --provider cuda has kernels here.
