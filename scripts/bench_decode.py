@@ -3,6 +3,7 @@
     bash scripts/venv-run python scripts/bench_decode.py                       # every engine, 5 rounds
     bash scripts/venv-run python scripts/bench_decode.py --rounds 3 --engines ours,genai
     bash scripts/venv-run python scripts/bench_decode.py --skip-build --json /tmp/bench.json
+    bash scripts/venv-run python scripts/bench_decode.py --no-ppl                # speed only
 
 Run it with the project's Python (the one that imports awq2trt).  Engines, each in a child process of its own
 (scripts/bench_peers/*_worker.py), all on --threads threads (default 2):
@@ -30,6 +31,15 @@ the prompt; TTFT = prefill plus the first greedy pick (tokenization excluded); d
 the first, one forward pass and one greedy pick each.  The table shows the best round and the median round;
 ratios are of medians, ours over the peer (above 1: ours is faster); the decode ratio is also given round by round
 (ours over the peer that ran next to it), which a busy spell on a shared machine disturbs less.
+
+Perplexity: once per engine, after the timed rounds (so it cannot disturb them), each worker scores the
+first --ppl-tokens tokens of --text (the same ids for every engine, no BOS added) with the project's protocol
+(awq2trt/evaluate/perplexity.py): windows of --ppl-window tokens every --ppl-stride tokens, each one forward
+pass from an empty cache, exp(total NLL / tokens scored).  The parent cuts the windows with the project's own
+``window_spans`` and sends them to the workers, which compute the NLL from their engine's own logits (ours
+through awq2trt's ``perplexity`` over ``OrtModel.logits``).  It shows how far each engine's int4 weights (and
+head) move the model: ours with the int4 head against GenAI, whose builder also quantizes the head, is the
+like-for-like pair.  --no-ppl skips it.
 
 Bandwidth bound: a small C program (gcc -O3 -fopenmp, numpy if there is no compiler) sums a 512 MiB array
 with --threads threads and reports the best read bandwidth; each engine's weight bytes read per decoded token
@@ -61,6 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bench_peers.protocol import Windows  # the perplexity request the workers read
 from read_bandwidth import ReadProbe  # scripts/ is the script's own folder on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,6 +158,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--long-tokens", type=int, default=512, help="length of the long prefill prompt (default: 512)")
     add("--text", type=Path, default=DEFAULT_TEXT, help=f"text of the long prompt (default: {DEFAULT_TEXT})")
     add("--threads", type=int, default=2, help="threads of every engine and of the bandwidth probe (default: 2)")
+    add("--ppl-tokens", type=int, default=2048, help="tokens of --text scored for perplexity (default: 2048)")
+    add("--ppl-window", type=int, default=512, help="perplexity window in tokens (default: 512)")
+    add("--ppl-stride", type=int, default=512, help="perplexity stride in tokens, at most the window (default: 512)")
+    add("--no-ppl", dest="ppl", action="store_false", help="measure no perplexity (speed only)")
     add(
         "--checkpoint", type=Path, default=None, help="AutoAWQ GEMM checkpoint (default: RTN g64 of SmolLM2, made once)"
     )
@@ -177,9 +192,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown := [e for e in args.engines if e not in ALL_ENGINES]:
         parser.error(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ALL_ENGINES)}")
     args.lm_head = [h.strip() for h in args.lm_head.split(",") if h.strip()]
-    for name, minimum in (("rounds", 1), ("new_tokens", 2), ("long_tokens", 1), ("threads", 1)):
+    minimums = (("rounds", 1), ("new_tokens", 2), ("long_tokens", 1), ("threads", 1))
+    minimums += (("ppl_tokens", 2), ("ppl_window", 2), ("ppl_stride", 1))
+    for name, minimum in minimums:
         if getattr(args, name) < minimum:
             parser.error(f"--{name.replace('_', '-')} must be at least {minimum}")
+    if args.ppl_stride > args.ppl_window:
+        parser.error(f"--ppl-stride {args.ppl_stride} must be at most --ppl-window {args.ppl_window}")
     return args
 
 
@@ -297,6 +316,17 @@ def make_prompts(checkpoint: Path, text_file: Path, long_tokens: int) -> tuple[P
     if len(long) < long_tokens:
         sys.exit(f"bench_decode: {text_file} has only {len(long)} tokens, fewer than --long-tokens {long_tokens}")
     return Prompts(chat, long), tokenizer
+
+
+def perplexity_windows(tokenizer: Any, text_file: Path, args: argparse.Namespace) -> Windows:
+    """The first --ppl-tokens ids of *text_file* (no BOS), cut into windows by the project's own window_spans."""
+    from awq2trt.evaluate.perplexity import window_spans
+
+    ids = tokenizer.encode(text_file.read_text(), add_special_tokens=False).ids[: args.ppl_tokens]
+    if len(ids) < args.ppl_tokens:
+        sys.exit(f"bench_decode: {text_file} has only {len(ids)} tokens, fewer than --ppl-tokens {args.ppl_tokens}")
+    spans = window_spans(len(ids), args.ppl_window, args.ppl_stride)
+    return Windows(list(ids), args.ppl_window, args.ppl_stride, spans)
 
 
 def render_chat(folder: Path, messages: list[dict[str, str]]) -> str:
@@ -417,6 +447,8 @@ class Engine:
     reason: str | None = None  # set when the engine cannot run
     info: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    perplexity: dict[str, Any] | None = None  # the worker's perplexity reply (protocol.py)
+    ppl_reason: str | None = None  # why there is none, where it was asked for and failed
 
     def fail(self, reason: str) -> Engine:
         self.reason = reason
@@ -753,6 +785,31 @@ def run_rounds(engines: list[Engine], workers: dict[str, Worker], prompts: Promp
             time.sleep(0.2)  # let the previous engine's spinning threads go idle
 
 
+def measure_perplexity(engines: list[Engine], workers: dict[str, Worker], windows: Windows) -> None:
+    """Each running engine's perplexity on the same windows, once; a failure costs the engine that cell only."""
+    request = windows.request()
+    for engine in engines:
+        if engine.reason or engine.key not in workers:
+            continue
+        log(f"[{engine.key}] perplexity: {len(windows.spans)} windows of up to {windows.window} tokens ...")
+        reply = workers[engine.key].request(request)
+        engine.ppl_reason = perplexity_problem(reply, windows)
+        if engine.ppl_reason:
+            log(f"[{engine.key}] no perplexity: {engine.ppl_reason}")
+            continue
+        engine.perplexity = reply
+        log(f"[{engine.key}] perplexity {reply['perplexity']:.3f} ({reply['seconds']:.1f} s)")
+
+
+def perplexity_problem(reply: dict[str, Any], windows: Windows) -> str | None:
+    """Why *reply* is no perplexity comparable with the other engines', or None."""
+    if "error" in reply:
+        return str(reply["error"])
+    if reply.get("tokens_scored") != windows.tokens_scored:  # every engine must score the very same targets
+        return f"scored {reply.get('tokens_scored')} tokens, not the {windows.tokens_scored} asked for"
+    return None
+
+
 # ------------------------------------------------------------------------------------------------- results
 
 
@@ -818,11 +875,24 @@ def fmt(stat: dict[str, float] | None, digits: int = 0) -> str:
     return f"{stat['best']:.{digits}f} / {stat['median']:.{digits}f}"
 
 
-def table(engines: list[Engine], summaries: dict[str, dict[str, Any]], prompts: Prompts, reference: str | None) -> str:
+def ppl_cell(engine: Engine) -> str:
+    if engine.perplexity is not None:
+        return f"{engine.perplexity['perplexity']:.3f}"
+    return "n/a" if engine.ppl_reason else "-"
+
+
+def table(
+    engines: list[Engine],
+    summaries: dict[str, dict[str, Any]],
+    prompts: Prompts,
+    reference: str | None,
+    with_ppl: bool = False,
+) -> str:
     n_chat, n_long = len(prompts.chat), len(prompts.long)
     header = [
         "engine",
         "decode tok/s",
+        *(["perplexity"] if with_ppl else []),
         f"prefill tok/s @{n_chat}",
         f"prefill tok/s @{n_long}",
         f"TTFT ms @{n_chat}",
@@ -845,6 +915,7 @@ def table(engines: list[Engine], summaries: dict[str, dict[str, Any]], prompts: 
             [
                 engine.label,
                 fmt(s["decode_tok_s"], 1),
+                *([ppl_cell(engine)] if with_ppl else []),
                 fmt(s["prefill_chat_tok_s"]),
                 fmt(s["prefill_long_tok_s"]),
                 fmt(s["ttft_chat_ms"], 1),
@@ -890,6 +961,18 @@ def comparisons(engines: list[Engine], summaries: dict[str, dict[str, Any]], pro
     return lines
 
 
+def perplexity_lines(engines: list[Engine], windows: Windows, text_file: Path) -> list[str]:
+    """What the perplexity column measured, and why a cell says n/a."""
+    lines = [
+        f"Perplexity: the first {len(windows.ids)} tokens of {text_file} (no BOS), {len(windows.spans)} windows of "
+        f"{windows.window} tokens every {windows.stride}, each from an empty cache, {windows.tokens_scored} tokens "
+        "scored, exp(total NLL / tokens scored) (awq2trt/evaluate/perplexity.py); lower is better, the same ids "
+        "for every engine, once after the timed rounds."
+    ]
+    lines += [f"- {e.label}: n/a, {e.ppl_reason}" for e in engines if e.ppl_reason]
+    return lines
+
+
 def first_tokens(engines: list[Engine], tokenizer: Any, count: int = 10) -> list[str]:
     lines = []
     for engine in engines:
@@ -900,7 +983,12 @@ def first_tokens(engines: list[Engine], tokenizer: Any, count: int = 10) -> list
 
 
 def report(
-    engines: list[Engine], prompts: Prompts, tokenizer: Any, bandwidth: tuple[float, str], args: argparse.Namespace
+    engines: list[Engine],
+    prompts: Prompts,
+    tokenizer: Any,
+    bandwidth: tuple[float, str],
+    args: argparse.Namespace,
+    windows: Windows | None,
 ) -> dict[str, Any]:
     summaries = {e.key: summarize(e, prompts, bandwidth[0]) for e in engines if e.runs}
     reference = next((e.key for e in engines if e.key.startswith("ours") and e.runs), None)
@@ -912,8 +1000,11 @@ def report(
         + (next(e.label for e in engines if e.key == reference) if reference else "none")
     )
     print()
-    print(table(engines, summaries, prompts, reference))
+    print(table(engines, summaries, prompts, reference, with_ppl=windows is not None))
     print()
+    if windows is not None:
+        print("\n".join(perplexity_lines(engines, windows, args.text)))
+        print()
     if lines := comparisons(engines, summaries, prompts):
         print("Ratios (medians of this run):")
         print("\n".join(lines))
@@ -932,6 +1023,7 @@ def json_report(
     bandwidth: tuple[float, str],
     args: argparse.Namespace,
     load: tuple[tuple[float, ...], tuple[float, ...]],
+    windows: Windows | None,
 ) -> None:
     data = {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -940,6 +1032,16 @@ def json_report(
         "bandwidth_gb_s": bandwidth[0],
         "bandwidth_method": bandwidth[1],
         "prompt_tokens": {"chat": len(prompts.chat), "long": len(prompts.long)},
+        "perplexity_text": None
+        if windows is None
+        else {
+            "file": str(args.text),
+            "tokens": len(windows.ids),
+            "window": windows.window,
+            "stride": windows.stride,
+            "windows": len(windows.spans),
+            "tokens_scored": windows.tokens_scored,
+        },
         "engines": [
             {
                 "key": e.key,
@@ -949,6 +1051,8 @@ def json_report(
                 "unavailable": e.reason,
                 "info": e.info,
                 "summary": summary["summaries"].get(e.key),
+                "perplexity": e.perplexity,
+                "perplexity_unavailable": e.ppl_reason,
                 "runs": e.runs,
             }
             for e in engines
@@ -978,6 +1082,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt_source = checkpoint if (checkpoint / "tokenizer.json").is_file() else fp32_folder(args)
     prompts, tokenizer = make_prompts(prompt_source, args.text, args.long_tokens)
     log(f"prompts: chat {len(prompts.chat)} tokens, long {len(prompts.long)} tokens of {args.text}")
+    windows = perplexity_windows(tokenizer, args.text, args) if args.ppl else None
     if args.bandwidth is not None:
         bandwidth = (args.bandwidth, "given with --bandwidth")
     else:
@@ -987,14 +1092,16 @@ def main(argv: list[str] | None = None) -> int:
     workers = start_workers(engines, prompts, args.threads, args.work_dir)
     try:
         run_rounds(engines, workers, prompts, args)
+        if windows is not None:  # after the rounds: its long windows cannot disturb the timings
+            measure_perplexity(engines, workers, windows)
     finally:
         for worker in workers.values():
             worker.close()
-    summary = report(engines, prompts, tokenizer, bandwidth, args)
+    summary = report(engines, prompts, tokenizer, bandwidth, args, windows)
     load_after = os.getloadavg()
     print(f"\nLoad average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} (the machine may be shared)")
     if args.json is not None:
-        json_report(args.json, engines, prompts, summary, bandwidth, args, (load_before, load_after))
+        json_report(args.json, engines, prompts, summary, bandwidth, args, (load_before, load_after), windows)
     return 0 if any(e.runs for e in engines) else 1
 
 

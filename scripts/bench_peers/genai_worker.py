@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import RunFn, result, worker_main
+from protocol import Loaded, logits_scorer, result, worker_main
 
 
-def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
+def load(folder: Path, threads: int) -> Loaded:
     import onnxruntime_genai as og
 
     config = og.Config(str(folder))
@@ -48,7 +48,18 @@ def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
         del generator
         return result(prefill_s, ttft_s, decode_s, new_ids)
 
-    return run, {"runtime": f"onnxruntime-genai {og.__version__}"}
+    def logits(ids: list[int]) -> Any:
+        # A fresh generator per window (an empty cache), sized to the window; append_tokens runs the forward pass
+        # over all of it, and the decoder's "logits" output then holds every position's row, [1, T, vocab].
+        params = og.GeneratorParams(model)
+        params.set_search_options(do_sample=False, max_length=len(ids))
+        generator = og.Generator(model, params)
+        generator.append_tokens(ids)
+        rows = generator.get_output("logits")[0]
+        del generator
+        return rows
+
+    return Loaded(run, {"runtime": f"onnxruntime-genai {og.__version__}"}, score=logits_scorer(logits))
 
 
 if __name__ == "__main__":

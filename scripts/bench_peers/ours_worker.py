@@ -3,20 +3,22 @@
 
     python scripts/bench_peers/ours_worker.py MODEL_DIR --threads 2
 
-See protocol.py for the requests it answers.
+See protocol.py for the requests it answers.  Perplexity is the project's own ``awq2trt.evaluate.perplexity``
+over ``OrtModel.logits`` (what ``awq2trt demo`` and ``ort_text_perplexity`` quote), on the parent's ids.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import RunFn, result, worker_main
+from protocol import Loaded, Windows, result, worker_main
 
 
-def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
+def load(folder: Path, threads: int) -> Loaded:
     import onnxruntime
 
     from awq2trt.runtime import OrtModel
@@ -35,7 +37,18 @@ def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
         # ort-kernels exports: which kernel library ran (the runtime found it: $AWQ2TRT_ORT_KERNELS or the package)
         "kernels": str(model.kernels.path) if model.kernels is not None else None,
     }
-    return run, info
+    return Loaded(run, info, score=lambda windows: score(model, windows))
+
+
+def score(model: Any, windows: Windows) -> tuple[float, int]:
+    """(total NLL, tokens scored) by the project's perplexity, which cuts its windows itself."""
+    from awq2trt.evaluate.perplexity import perplexity, window_spans
+
+    # The parent's spans come from the same function; a mismatch would mean the peers scored other targets.
+    if window_spans(len(windows.ids), windows.window, windows.stride) != windows.spans:
+        raise ValueError("the request's spans are not awq2trt's window_spans of its ids, window and stride")
+    measured = perplexity(windows.ids, model.logits, window=windows.window, stride=windows.stride)
+    return measured.tokens_scored * math.log(measured.perplexity), measured.tokens_scored
 
 
 if __name__ == "__main__":

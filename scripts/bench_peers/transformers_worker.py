@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import RunFn, result, worker_main
+from protocol import Loaded, logits_scorer, result, worker_main
 
 
-def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
+def load(folder: Path, threads: int) -> Loaded:
     import torch
     import transformers
     from transformers import AutoModelForCausalLM
@@ -45,8 +45,14 @@ def load(folder: Path, threads: int) -> tuple[RunFn, dict[str, Any]]:
             new_ids.append(int(token))
         return result(prefill_s, ttft_s, time.perf_counter() - decode_start, new_ids)
 
+    @torch.inference_mode()
+    def logits(ids: list[int]) -> Any:
+        # No cache and every position through the head: the window's full logits, [T, vocab].
+        out = model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False)
+        return out.logits[0].float().numpy()
+
     info = {"runtime": f"transformers {transformers.__version__}, torch {torch.__version__}, fp32 eager"}
-    return run, info
+    return Loaded(run, info, score=logits_scorer(logits))
 
 
 if __name__ == "__main__":
