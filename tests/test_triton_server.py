@@ -3,7 +3,9 @@
 The server runs in its own cached venv (``awq2trt.triton.server_env``: numpy 1.26, onnxruntime, tokenizers;
 built on first use in about a minute, then reused).  Every answer is compared with ``OrtModel`` on the same
 exported folder: greedy text identical over HTTP infer, HTTP generate and generate_stream (SSE), gRPC infer
-and gRPC streaming, also with eight streams at once (decode steps batched), and after bad requests.
+and gRPC streaming, also with eight streams at once (decode steps batched), and after bad requests.  On SmolLM2,
+streams abandoned mid-answer (an SSE client hanging up, a gRPC stream cancelled) are cancelled and free their
+slots (the rest of the cancellation tests: ``tests/test_triton_cancel.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import http.client
 import json
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from awq2trt.runtime import OrtModel
 from awq2trt.triton.local_server import LocalServer
 from awq2trt.triton.repository import write_repository
 from awq2trt.triton.server_env import ensure_server_env
+from tests import test_triton_cancel as cancel_tests  # the cancellation log and stream helpers
 
 pytestmark = pytest.mark.slow
 
@@ -278,6 +282,53 @@ def test_smollm2_served_batched(smollm2_folder: Path, tmp_path: Path) -> None:
         body = {"text_input": SMOL_PROMPTS[0], "max_tokens": 16}
         status, answer = _post(server, f"/v2/models/{NAME}_infer/generate", body)
         assert status == 200 and json.loads(answer)["text_output"] == expected[0]
+
+
+def _abandon_sse(server: LocalServer, prompt: str, tokens: int) -> None:
+    """An SSE client that reads one event and hangs up."""
+    connection, answer = cancel_tests.open_sse(server, prompt, tokens)
+    assert cancel_tests.next_event(answer) is not None
+    connection.close()
+
+
+def _abandon_grpc(server: LocalServer, prompt: str, tokens: int) -> None:
+    """A gRPC stream client that gets one answer and stops the stream with cancel_requests=True."""
+    client, answers = cancel_tests.grpc_stream(server, prompt, tokens)
+    try:
+        _, error = answers.get(timeout=60)
+        assert error is None
+        client.stop_stream(cancel_requests=True)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_smollm2_abandoned_streams_free_their_slots(smollm2_folder: Path, tmp_path: Path, slots: int) -> None:
+    """Every slot taken by a stream asking for 2000 tokens (half a minute of decoding each here) whose client
+    leaves after one answer: SSE clients that hang up, then gRPC streams stopped with cancel_requests=True.  Triton
+    marks them cancelled, the model stops each within a few tokens (its log says how many), and the next request
+    answers about as fast as one alone instead of waiting for a slot.  Slots 1: Triton's queue and one request at a
+    time; 2: the model's batch scheduler."""
+    asked = 2000
+    model = OrtModel.open(smollm2_folder)
+    expected = _expected(model, SMOL_PROMPTS[2], 16)
+    write_repository(smollm2_folder, tmp_path / "repo", name=NAME, max_batch=slots)
+    with LocalServer(ensure_server_env(cache_dir()), tmp_path / "repo", tmp_path / "server.log") as server:
+        started = time.monotonic()
+        assert "".join(_stream(server, SMOL_PROMPTS[2], 16)[0]) == expected
+        alone = time.monotonic() - started
+        for abandon in (_abandon_sse, _abandon_grpc):
+            seen = len(cancel_tests.cancellations(server))
+            for index in range(slots):
+                abandon(server, SMOL_PROMPTS[index], asked)
+            started = time.monotonic()
+            pieces, error = _stream(server, SMOL_PROMPTS[2], 16)
+            waited = time.monotonic() - started
+            assert error is None and "".join(pieces) == expected
+            found = cancel_tests.new_cancellations(server, seen, count=slots)
+            assert all(limit == asked and spent < 100 for spent, limit in found), (abandon.__name__, found)
+            # Had they run on, the follow-up would have waited some 1900 tokens' time for a slot.
+            assert waited < alone * (1 + 100 / 16), (abandon.__name__, waited, alone)
 
 
 def test_serve_command(folder: Path, model: OrtModel) -> None:

@@ -294,7 +294,9 @@ class BatchScheduler:
     move a draw that lands near a probability boundary: seeded sampling repeats exactly only one at a time.
     """
 
-    CANCEL_CHECK_EVERY = 8  # steps between asking Triton whether a client went away (a round trip each time)
+    # Steps between asking Triton whether a client went away (a round trip to the server each time): an abandoned
+    # request costs at most this many more steps once Triton has marked it (model.py ``_cancelled`` says when).
+    CANCEL_CHECK_EVERY = 8
 
     def __init__(self, generator: TextGenerator, slots: int, capacity: int) -> None:
         import collections
@@ -358,6 +360,10 @@ class BatchScheduler:
             self._finish(job, RuntimeError("the model is shutting down"))
 
     def _admit(self, job: _Job) -> None:
+        if job.cancelled():  # its client left while it waited for a slot: no prefill, and the slot stays free
+            job.state.stop("cancelled")
+            self._finish(job)
+            return
         try:
             logits = self.cache.admit(job.slot, job.request.prompt_ids)
         except Exception as error:  # an ORT failure on this prompt: this request fails, the others go on

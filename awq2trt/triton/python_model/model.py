@@ -5,7 +5,8 @@ Triton loads this file as ``NAME/1/model.py``.  Its config's parameters say wher
 many requests to decode together (``max_batch``) and how long one may be (``max_context``).  The model is
 decoupled: it sends one response per piece of text and then an empty final one.  Plain infer goes through
 ``NAME_infer`` (``forwarder.py``), which forwards here, so the weights are loaded once.  A bad request gets an
-error response with awq2trt's one-line message, and the model keeps serving.
+error response with awq2trt's one-line message, and the model keeps serving.  A request whose client went away
+(Triton marks it cancelled, see ``_cancelled``) stops at the next check, and the server's log says so.
 
 With ``max_batch`` > 1 (and a graph that allows it, see ``awq2trt.triton.slots``) requests go to one
 ``BatchScheduler``: ``execute`` only queues them and returns, so Triton hands it the next requests while
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +41,10 @@ class TritonPythonModel:
         if code not in sys.path:
             sys.path.insert(0, code)  # the awq2trt modules copied beside the weights, whatever else is installed
         from awq2trt.errors import Awq2TrtError
-        from awq2trt.triton.serving import TextGenerator
+        from awq2trt.triton.serving import Outcome, TextGenerator
 
         self.user_error = Awq2TrtError
+        self.nothing_done = Outcome("", 0, "cancelled")  # a request whose client left before it started
         self.generator = TextGenerator.open(
             str((home / parameters["model_folder"]).resolve()),
             provider=parameters.get("provider", "cpu"),
@@ -86,6 +89,7 @@ class TritonPythonModel:
             sender.send(pb_utils.InferenceResponse(output_tensors=[_text(piece)]))
 
         def done(outcome: Any, error: BaseException | None) -> None:
+            _log_cancelled(outcome, parsed.max_tokens)
             # The client may be gone: then there is nobody to tell, and the model must go on serving.
             with contextlib.suppress(Exception):
                 if error is not None:
@@ -98,6 +102,18 @@ class TritonPythonModel:
 
         if self.scheduler is not None:
             self.scheduler.submit(parsed, emit, done, cancelled)  # returns at once: the worker answers
+        else:
+            self._run_alone(parsed, emit, done, cancelled)
+
+    def _run_alone(
+        self,
+        parsed: Any,
+        emit: Callable[[str], None],
+        done: Callable[[Any, BaseException | None], None],
+        cancelled: Callable[[], bool],
+    ) -> None:
+        if cancelled():  # Triton 2.51 still hands over a request cancelled while it queued: skip its prefill
+            done(self.nothing_done, None)
             return
         try:
             outcome = self.generator.run(parsed, emit, cancelled)
@@ -116,8 +132,24 @@ def _error(error: BaseException) -> Any:
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
 
 
+def _log_cancelled(outcome: Any, max_tokens: int) -> None:
+    """Say in the server's log that a request stopped because its client went away, and after how many tokens:
+    an operator (and tests/test_triton_cancel.py) can see that the decode steps it had left were not spent."""
+    if outcome is not None and outcome.finish_reason == "cancelled":
+        pb_utils.Logger.log_info(f"awq2trt: request cancelled after {outcome.tokens} of {max_tokens} tokens")
+
+
 def _cancelled(request: Any, sender: Any) -> bool:
-    """Whether the client cancelled or went away (both ask Triton; older servers lack one or the other)."""
+    """Whether the client cancelled or went away (both ask Triton; older servers lack one or the other).
+
+    What sets it in Triton 2.51 (measured: tests/test_triton_cancel.py; read in the server's src/http_server.cc
+    and src/grpc/): a gRPC stream cancelled by its client (tritonclient's ``stop_stream(cancel_requests=True)``;
+    a plain ``stop_stream()`` only half-closes and waits for the answers) cancels each request of the stream at
+    once.  An HTTP client of ``generate_stream`` (SSE) that hangs up is seen only once the request's first
+    response has gone out: the HTTP frontend pauses the connection (libevhtp stops reading it) while the request
+    waits, resumes it with the first response, and then the hang-up frees the HTTP request, whose fini hook
+    cancels the Triton request.  So an SSE request abandoned while queued still costs its prefill and the tokens
+    up to the next check (one alone, up to ``BatchScheduler.CANCEL_CHECK_EVERY`` in a batch)."""
     for source in (request, sender):
         check = getattr(source, "is_cancelled", None)
         if check is not None and check():

@@ -1,0 +1,238 @@
+"""A client that goes away: Triton 2.51 marks its request cancelled and the model stops spending steps on it.
+
+The model logs ``awq2trt: request cancelled after N of M tokens`` when it stops a request for that reason
+(model.py), so a test reads from the server's log how many tokens an abandoned request cost.  The helpers here
+are also what ``tests/test_triton_server.py`` uses for the streams abandoned mid-answer, which it tests on
+SmolLM2: a fixture answer (at most its 512-position context) decodes in a quarter of a second, too short to
+tell a cancelled request from one that merely ran out before the cancel arrived.
+
+Here, against a real ``tritonserver`` on the fixture, once with Triton's own queue in front of one request at a
+time (``max_batch`` 1) and once with the model's batch scheduler (``max_batch`` 4): a request cancelled while it
+waits for a slot is never prefilled, and a gRPC stream closed without ``cancel_requests`` is not cancelled.  The
+scheduler's check is also driven directly, without a server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from awq2trt.models.default_model import cache_dir
+from awq2trt.runtime import OrtModel
+from awq2trt.triton.local_server import LocalServer
+from awq2trt.triton.repository import DEFAULT_MAX_CONTEXT, write_repository
+from awq2trt.triton.server_env import ensure_server_env
+from awq2trt.triton.serving import TextGenerator
+
+CASE = "llama-gemm-g64"
+NAME = "tiny"
+PROMPT = "The quick brown fox jumps over the lazy dog and"  # greedy: no EOS before the context is full
+QUEUED_PROMPT = "1 2 3 4 5 6 7 8 9 10 11 12"
+QUEUED_ROUNDS = 8  # full sets of slots queued ahead of the request cancelled while it waits
+ASKED = 2000  # more than the context holds: the answer's length is the context's bound
+CANCELLED = re.compile(r"awq2trt: request cancelled after (\d+) of (\d+) tokens")
+
+
+@pytest.fixture(scope="module")
+def folder(shared_export: Any) -> Path:
+    return Path(shared_export(CASE, "ort").output)
+
+
+@pytest.fixture(scope="module")
+def model(folder: Path) -> OrtModel:
+    return OrtModel.open(folder, threads=1)
+
+
+@pytest.fixture(scope="module")
+def bound(model: OrtModel) -> int:
+    """The tokens the server gives PROMPT when asked for ASKED (its context's room after the prompt)."""
+    generator = TextGenerator(model, max_context=DEFAULT_MAX_CONTEXT)
+    return generator.parse({"text_input": np.array([PROMPT.encode()], dtype=object)}, {"max_tokens": ASKED}).max_tokens
+
+
+@dataclass(frozen=True)
+class Served:
+    server: LocalServer
+    max_batch: int  # 1: Triton queues the requests, one execute at a time; more: the model's scheduler
+
+
+@pytest.fixture(scope="module", params=[1, 4], ids=["queue", "scheduler"])
+def served(folder: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Served]:
+    repo = tmp_path_factory.mktemp(f"cancel-{request.param}") / "repo"
+    write_repository(folder, repo, name=NAME, max_batch=request.param)
+    with LocalServer(ensure_server_env(cache_dir()), repo, repo.parent / "server.log") as running:
+        yield Served(running, request.param)
+
+
+# -- what the server says --------------------------------------------------------------------------------------
+
+
+def cancellations(server: LocalServer) -> list[tuple[int, int]]:
+    """(tokens spent, tokens it could have had) of each request the model logged as cancelled, in order."""
+    text = server.log.read_text(errors="replace")
+    return [(int(spent), int(limit)) for spent, limit in CANCELLED.findall(text)]
+
+
+def new_cancellations(server: LocalServer, seen: int, count: int = 1, timeout: float = 15) -> list[tuple[int, int]]:
+    """The *count* cancellations logged after the first *seen* (the server writes its log as it goes)."""
+    deadline = time.monotonic() + timeout
+    while len(found := cancellations(server)) < seen + count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(found) >= seen + count, f"{len(found) - seen} of {count} requests logged as cancelled: {found[seen:]}"
+    time.sleep(0.5)  # one more line (a request cancelled that should not have been) would be here by now
+    found = cancellations(server)
+    assert len(found) == seen + count, found[seen:]
+    return found[seen:]
+
+
+# -- clients ---------------------------------------------------------------------------------------------------
+
+
+def open_sse(server: LocalServer, prompt: str, tokens: int) -> tuple[http.client.HTTPConnection, Any]:
+    connection = http.client.HTTPConnection(server.http_url, timeout=60)
+    body = json.dumps({"text_input": prompt, "max_tokens": tokens})
+    connection.request("POST", f"/v2/models/{NAME}/generate_stream", body, {"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    assert answer.status == 200
+    return connection, answer
+
+
+def next_event(answer: Any) -> dict[str, Any] | None:
+    """The next SSE event's JSON, or None at the end of the stream."""
+    while line := answer.readline():
+        if line.startswith(b"data: "):
+            event: dict[str, Any] = json.loads(line[len(b"data: ") :])
+            assert "error" not in event, event
+            return event
+    return None
+
+
+def grpc_stream(server: LocalServer, prompt: str, tokens: int) -> tuple[Any, queue.Queue[tuple[Any, Any]]]:
+    """A gRPC stream with one request sent: (the client, its answers as they come)."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    tensor = grpcclient.InferInput("text_input", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([prompt.encode()], dtype=object))
+    client.async_stream_infer(NAME, [tensor], parameters={"max_tokens": tokens}, enable_empty_final_response=True)
+    return client, answers
+
+
+def _grpc_piece(answers: queue.Queue[tuple[Any, Any]]) -> tuple[str, bool]:
+    """The next answer of a gRPC stream: (its text, whether it is the final response)."""
+    result, error = answers.get(timeout=60)
+    assert error is None, error
+    text = result.as_numpy("text_output")
+    final = bool(result.get_response().parameters["triton_final_response"].bool_param)
+    return ("" if text is None else text[0].decode()), final
+
+
+# -- the tests -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_grpc_stop_stream_without_cancel_is_not_cancelled(served: Served, model: OrtModel, bound: int) -> None:
+    """A plain stop_stream() only closes the stream's sending side and waits: the whole answer comes back and
+    nothing is logged as cancelled (so the log line the other tests count means what it says)."""
+    server = served.server
+    seen = len(cancellations(server))
+    client, answers = grpc_stream(server, PROMPT, ASKED)
+    pieces: list[str] = []
+    try:
+        pieces.append(_grpc_piece(answers)[0])
+        client.stop_stream()  # returns once every answer came back
+    finally:
+        client.close()
+    final = False
+    while not final:
+        piece, final = _grpc_piece(answers)
+        pieces.append(piece)
+    assert "".join(pieces) == model.generate(PROMPT, bound).texts[0]
+    time.sleep(0.5)  # a cancellation line, had there been one, would be in the log by now
+    assert len(cancellations(server)) == seen
+
+
+class _Reader(threading.Thread):
+    """An SSE client that reads its whole answer; ``started`` once its first event came (its request decodes)."""
+
+    def __init__(self, server: LocalServer) -> None:
+        super().__init__(daemon=True)
+        self.server, self.started = server, threading.Event()
+
+    def run(self) -> None:
+        connection, answer = open_sse(self.server, PROMPT, ASKED)
+        try:
+            assert next_event(answer) is not None
+            self.started.set()
+            while next_event(answer) is not None:
+                pass
+        finally:
+            connection.close()
+
+
+@pytest.mark.slow
+def test_request_cancelled_while_queued_is_not_prefilled(served: Served) -> None:
+    """A gRPC stream request cancelled while it waits behind full slots costs no token once it is handed over
+    (Triton 2.51 still hands it to the model, so the model checks before the prefill)."""
+    server, slots = served.server, served.max_batch
+    seen = len(cancellations(server))
+    running = [_Reader(server) for _ in range(slots)]
+    for reader in running:
+        reader.start()
+    for reader in running:
+        assert reader.started.wait(timeout=60)  # every slot holds a request now
+    # More behind them: a fixture answer decodes in a quarter of a second, so this queue (some two seconds of
+    # decoding) is what keeps the cancelled request waiting until the test has cancelled it.
+    waiting = [_Reader(server) for _ in range(QUEUED_ROUNDS * slots)]
+    for reader in waiting:
+        reader.start()
+    time.sleep(0.05)  # they reach the server first
+    client, _ = grpc_stream(server, QUEUED_PROMPT, ASKED)
+    try:
+        time.sleep(0.05)  # the request reaches the server and waits behind them
+        assert not all(r.started.is_set() for r in waiting), "the queue ran dry before the cancel: nothing to test"
+        client.stop_stream(cancel_requests=True)
+    finally:
+        client.close()
+    for reader in (*running, *waiting):
+        reader.join(timeout=60)
+    assert [spent for spent, _ in new_cancellations(server, seen)] == [0]
+
+
+def test_scheduler_skips_a_request_cancelled_before_its_slot(model: OrtModel) -> None:
+    """Driven directly: a request already cancelled when a slot frees is finished without a prefill or a step,
+    and the next request gets the slot and answers as usual."""
+    generator = TextGenerator(model, max_context=DEFAULT_MAX_CONTEXT)
+    scheduler = generator.batching(2)
+    assert scheduler is not None
+    answers: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue()
+    pieces: list[str] = []
+
+    def done(outcome: Any, error: BaseException | None) -> None:
+        answers.put((outcome, error))
+
+    parsed = generator.parse({"text_input": np.array([PROMPT.encode()], dtype=object)}, {"max_tokens": 8})
+    try:
+        scheduler.submit(parsed, pieces.append, done, cancelled=lambda: True)
+        outcome, error = answers.get(timeout=30)
+        assert error is None
+        assert (outcome.finish_reason, outcome.tokens, outcome.text, pieces) == ("cancelled", 0, "", [])
+        assert scheduler.steps == 0 and not scheduler.busy
+        scheduler.submit(parsed, pieces.append, done)
+        outcome, error = answers.get(timeout=30)
+    finally:
+        scheduler.close()
+    assert error is None
+    assert outcome.text == "".join(pieces) == model.generate(PROMPT, 8).texts[0]
