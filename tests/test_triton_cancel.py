@@ -1,8 +1,8 @@
 """A client that goes away: Triton 2.51 marks its request cancelled and the model stops spending steps on it.
 
 The model logs ``awq2trt: request cancelled after N of M tokens`` when it stops a request for that reason
-(model.py), so a test reads from the server's log how many tokens an abandoned request cost.  The helpers here
-are also what ``tests/test_triton_server.py`` uses for the streams abandoned mid-answer, which it tests on
+(model.py), so a test reads from the server's log how many tokens an abandoned request cost
+(tests/triton_streams.py).  The streams abandoned mid-answer are tested in ``tests/test_triton_server.py``, on
 SmolLM2: a fixture answer (at most its 512-position context) decodes in a quarter of a second, too short to
 tell a cancelled request from one that merely ran out before the cancel arrived.
 
@@ -14,10 +14,7 @@ scheduler's check is also driven directly, without a server.
 
 from __future__ import annotations
 
-import http.client
-import json
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 
 from awq2trt.models.default_model import cache_dir
 from awq2trt.runtime import OrtModel
@@ -35,6 +31,7 @@ from awq2trt.triton.local_server import LocalServer
 from awq2trt.triton.repository import DEFAULT_MAX_CONTEXT, write_repository
 from awq2trt.triton.server_env import ensure_server_env
 from awq2trt.triton.serving import TextGenerator
+from tests.triton_streams import cancellations, grpc_stream, new_cancellations, next_event, open_sse
 
 CASE = "llama-gemm-g64"
 NAME = "tiny"
@@ -42,7 +39,6 @@ PROMPT = "The quick brown fox jumps over the lazy dog and"  # greedy: no EOS bef
 QUEUED_PROMPT = "1 2 3 4 5 6 7 8 9 10 11 12"
 QUEUED_ROUNDS = 8  # full sets of slots queued ahead of the request cancelled while it waits
 ASKED = 2000  # more than the context holds: the answer's length is the context's bound
-CANCELLED = re.compile(r"awq2trt: request cancelled after (\d+) of (\d+) tokens")
 
 
 @pytest.fixture(scope="module")
@@ -76,60 +72,6 @@ def served(folder: Path, tmp_path_factory: pytest.TempPathFactory, request: pyte
         yield Served(running, request.param)
 
 
-# -- what the server says --------------------------------------------------------------------------------------
-
-
-def cancellations(server: LocalServer) -> list[tuple[int, int]]:
-    """(tokens spent, tokens it could have had) of each request the model logged as cancelled, in order."""
-    text = server.log.read_text(errors="replace")
-    return [(int(spent), int(limit)) for spent, limit in CANCELLED.findall(text)]
-
-
-def new_cancellations(server: LocalServer, seen: int, count: int = 1, timeout: float = 15) -> list[tuple[int, int]]:
-    """The *count* cancellations logged after the first *seen* (the server writes its log as it goes)."""
-    deadline = time.monotonic() + timeout
-    while len(found := cancellations(server)) < seen + count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(found) >= seen + count, f"{len(found) - seen} of {count} requests logged as cancelled: {found[seen:]}"
-    time.sleep(0.5)  # one more line (a request cancelled that should not have been) would be here by now
-    found = cancellations(server)
-    assert len(found) == seen + count, found[seen:]
-    return found[seen:]
-
-
-# -- clients ---------------------------------------------------------------------------------------------------
-
-
-def open_sse(server: LocalServer, prompt: str, tokens: int) -> tuple[http.client.HTTPConnection, Any]:
-    connection = http.client.HTTPConnection(server.http_url, timeout=60)
-    body = json.dumps({"text_input": prompt, "max_tokens": tokens})
-    connection.request("POST", f"/v2/models/{NAME}/generate_stream", body, {"Content-Type": "application/json"})
-    answer = connection.getresponse()
-    assert answer.status == 200
-    return connection, answer
-
-
-def next_event(answer: Any) -> dict[str, Any] | None:
-    """The next SSE event's JSON, or None at the end of the stream."""
-    while line := answer.readline():
-        if line.startswith(b"data: "):
-            event: dict[str, Any] = json.loads(line[len(b"data: ") :])
-            assert "error" not in event, event
-            return event
-    return None
-
-
-def grpc_stream(server: LocalServer, prompt: str, tokens: int) -> tuple[Any, queue.Queue[tuple[Any, Any]]]:
-    """A gRPC stream with one request sent: (the client, its answers as they come)."""
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    client.start_stream(callback=lambda result, error: answers.put((result, error)))
-    tensor = grpcclient.InferInput("text_input", [1], "BYTES")
-    tensor.set_data_from_numpy(np.array([prompt.encode()], dtype=object))
-    client.async_stream_infer(NAME, [tensor], parameters={"max_tokens": tokens}, enable_empty_final_response=True)
-    return client, answers
-
-
 def _grpc_piece(answers: queue.Queue[tuple[Any, Any]]) -> tuple[str, bool]:
     """The next answer of a gRPC stream: (its text, whether it is the final response)."""
     result, error = answers.get(timeout=60)
@@ -148,7 +90,7 @@ def test_grpc_stop_stream_without_cancel_is_not_cancelled(served: Served, model:
     nothing is logged as cancelled (so the log line the other tests count means what it says)."""
     server = served.server
     seen = len(cancellations(server))
-    client, answers = grpc_stream(server, PROMPT, ASKED)
+    client, answers = grpc_stream(server, NAME, PROMPT, ASKED)
     pieces: list[str] = []
     try:
         pieces.append(_grpc_piece(answers)[0])
@@ -172,7 +114,7 @@ class _Reader(threading.Thread):
         self.server, self.started = server, threading.Event()
 
     def run(self) -> None:
-        connection, answer = open_sse(self.server, PROMPT, ASKED)
+        connection, answer = open_sse(self.server, NAME, PROMPT, ASKED)
         try:
             assert next_event(answer) is not None
             self.started.set()
@@ -199,7 +141,7 @@ def test_request_cancelled_while_queued_is_not_prefilled(served: Served) -> None
     for reader in waiting:
         reader.start()
     time.sleep(0.05)  # they reach the server first
-    client, _ = grpc_stream(server, QUEUED_PROMPT, ASKED)
+    client, _ = grpc_stream(server, NAME, QUEUED_PROMPT, ASKED)
     try:
         time.sleep(0.05)  # the request reaches the server and waits behind them
         assert not all(r.started.is_set() for r in waiting), "the queue ran dry before the cancel: nothing to test"

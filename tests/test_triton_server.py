@@ -30,7 +30,7 @@ from awq2trt.runtime import OrtModel
 from awq2trt.triton.local_server import LocalServer
 from awq2trt.triton.repository import write_repository
 from awq2trt.triton.server_env import ensure_server_env
-from tests import test_triton_cancel as cancel_tests  # the cancellation log and stream helpers
+from tests import triton_streams  # the cancellation log and the clients that go away
 
 pytestmark = pytest.mark.slow
 
@@ -286,14 +286,14 @@ def test_smollm2_served_batched(smollm2_folder: Path, tmp_path: Path) -> None:
 
 def _abandon_sse(server: LocalServer, prompt: str, tokens: int) -> None:
     """An SSE client that reads one event and hangs up."""
-    connection, answer = cancel_tests.open_sse(server, prompt, tokens)
-    assert cancel_tests.next_event(answer) is not None
+    connection, answer = triton_streams.open_sse(server, NAME, prompt, tokens)
+    assert triton_streams.next_event(answer) is not None
     connection.close()
 
 
 def _abandon_grpc(server: LocalServer, prompt: str, tokens: int) -> None:
     """A gRPC stream client that gets one answer and stops the stream with cancel_requests=True."""
-    client, answers = cancel_tests.grpc_stream(server, prompt, tokens)
+    client, answers = triton_streams.grpc_stream(server, NAME, prompt, tokens)
     try:
         _, error = answers.get(timeout=60)
         assert error is None
@@ -318,14 +318,14 @@ def test_smollm2_abandoned_streams_free_their_slots(smollm2_folder: Path, tmp_pa
         assert "".join(_stream(server, SMOL_PROMPTS[2], 16)[0]) == expected
         alone = time.monotonic() - started
         for abandon in (_abandon_sse, _abandon_grpc):
-            seen = len(cancel_tests.cancellations(server))
+            seen = len(triton_streams.cancellations(server))
             for index in range(slots):
                 abandon(server, SMOL_PROMPTS[index], asked)
             started = time.monotonic()
             pieces, error = _stream(server, SMOL_PROMPTS[2], 16)
             waited = time.monotonic() - started
             assert error is None and "".join(pieces) == expected
-            found = cancel_tests.new_cancellations(server, seen, count=slots)
+            found = triton_streams.new_cancellations(server, seen, count=slots)
             assert all(limit == asked and spent < 100 for spent, limit in found), (abandon.__name__, found)
             # Had they run on, the follow-up would have waited some 1900 tokens' time for a slot.
             assert waited < alone * (1 + 100 / 16), (abandon.__name__, waited, alone)
