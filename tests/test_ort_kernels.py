@@ -331,13 +331,14 @@ def test_tiles16_node_computes_what_the_rows_node_does(
 
 
 def test_tiles16_int8_rows_do_not_depend_on_the_batch(library: Library) -> None:
-    """A row's output is the same bits alone and inside M = 2..9 (the batched decode of Triton's slots): its
-    activation blocks are quantized on their own and the tiles kernel runs the same operations for every M."""
+    """A row's output is the same bits alone and inside M = 2..9, 12, 13 and 17 (the batched decode of Triton's
+    slots; row tiles of 8, 4 and 1): its activation blocks are quantized on their own, and every row tile forms
+    the same integer dot products per block and scales them with the same operations."""
     model, _, _ = _int4_node_model(320, 37, 64, True, True, np.float32, 2, 4, tiles16=True)
     session = library.session(model)
-    a = np.random.default_rng(23).standard_normal((9, 320)).astype(np.float32)
-    alone = np.concatenate([session.run(None, {"A": a[i : i + 1]})[0] for i in range(9)])
-    for m in range(2, 10):
+    a = np.random.default_rng(23).standard_normal((17, 320)).astype(np.float32)
+    alone = np.concatenate([session.run(None, {"A": a[i : i + 1]})[0] for i in range(17)])
+    for m in [*range(2, 10), 12, 13, 17]:
         np.testing.assert_array_equal(session.run(None, {"A": a[:m]})[0], alone[:m], err_msg=f"M={m}")
 
 
