@@ -1,4 +1,5 @@
-"""``--lm-head int8|int4``: the output head as one MatMulNBits, checked against numpy dequantization."""
+"""``--lm-head int8|int4``: the output head as one MatMulNBits (or, for ort-kernels' int4 head, an Int4MatMul),
+checked against numpy dequantization written out group by group."""
 
 from __future__ import annotations
 
@@ -33,6 +34,25 @@ def _numpy_rtn_dequant(w: np.ndarray, group: int, bits: int) -> np.ndarray:
             codes = np.clip(np.round(chunk / scale) + zero, 0, top)
             out[row, start : start + group] = (codes - zero) * scale
     return out
+
+
+def _numpy_signed_max_dequant(w: np.ndarray, group: int) -> np.ndarray:
+    """The int4 head's symmetric rule written out longhand: the value v of largest magnitude in each group maps to
+    code 0, scale = fp16(v / -8), codes = clip(round(w / scale) + 8, 0, 15), w' = (codes - 8) * scale."""
+    out = np.empty_like(w, dtype=np.float32)
+    for row in range(w.shape[0]):
+        for start in range(0, w.shape[1], group):
+            chunk = w[row, start : start + group].astype(np.float32)
+            peak = chunk[np.argmax(np.abs(chunk))]
+            scale = np.float32(np.float16(peak / -8))
+            codes = np.clip(np.round(chunk / scale) + 8, 0, 15)
+            assert codes[np.argmax(np.abs(chunk))] == 0  # the peak takes the lowest code: the full range is used
+            out[row, start : start + group] = (codes - 8) * scale
+    return out
+
+
+def _dequant(w: np.ndarray, group: int, choice: str) -> np.ndarray:
+    return _numpy_signed_max_dequant(w, group) if choice == "int4" else _numpy_rtn_dequant(w, group, 8)
 
 
 def _head_graph(weight: np.ndarray, *, tied: bool, transposed: bool) -> ir.Model:
@@ -83,12 +103,14 @@ def test_head_matches_numpy_dequantization(choice: str, transposed: bool) -> Non
     model = _head_graph(weight, tied=False, transposed=transposed)
     assert quantize_lm_head(model, choice, block_size=32, accuracy_level=0)
     (logits,) = _run(model, {"hidden": hidden})
-    dequant = _numpy_rtn_dequant(weight, 32, {"int4": 4, "int8": 8}[choice])
+    dequant = _dequant(weight, 32, choice)
     np.testing.assert_allclose(logits, hidden @ dequant.T, rtol=1e-5, atol=1e-4)
     # One code off anywhere moves a logit by a whole scale (~0.4 for int4, ~0.02 for int8) at |hidden| ~ 1.
     assert not np.allclose(logits, hidden @ weight.T, atol=1e-3)  # it really is the quantized head
     ops = [n.op_type for n in model.graph]
     assert ops == ["MatMulNBits"] and "head" not in model.graph.initializers  # the dense head is gone
+    (node,) = model.graph
+    assert len(node.inputs) == (3 if choice == "int4" else 4)  # int4: symmetric, no zero points
 
 
 @pytest.mark.parametrize("tiles16", [False, True])
@@ -106,10 +128,10 @@ def test_int4_head_as_an_int4matmul_matches_numpy_dequantization(tiles16: bool) 
     assert not tiles16 or tile_weights(model) == 1
     int4_op.attach_functions(model)
     (logits,) = _run(model, {"hidden": hidden})
-    np.testing.assert_allclose(logits, hidden @ _numpy_rtn_dequant(weight, 32, 4).T, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(logits, hidden @ _numpy_signed_max_dequant(weight, 32).T, rtol=1e-5, atol=1e-4)
     (node,) = model.graph
     assert (node.domain, node.op_type) == (int4_op.DOMAIN, int4_op.OP_TYPE)
-    assert node.overload == int4_op.overload_name(True, False, int4_op.LAYOUT_TILES16 if tiles16 else "rows")
+    assert node.overload == int4_op.overload_name(False, False, int4_op.LAYOUT_TILES16 if tiles16 else "rows")
     assert "head" not in model.graph.initializers and MS_DOMAIN not in model.opset_imports
 
 

@@ -98,7 +98,7 @@ def test_same_greedy_tokens_and_logits_as_the_ort_target(
 def test_int4_head_runs_in_our_kernel_and_gives_the_ort_targets_int4_head_logits(
     tmp_path: Path, ort_kernels_library: Path, library: ctypes.CDLL
 ) -> None:
-    """--lm-head int4: the head is one more Int4MatMul (tiled like the others) with the ort target's RTN codes, so
+    """--lm-head int4: the head is one more Int4MatMul (tiled like the others) with the ort target's codes, so
     at level 0 the logits are the ort target's MatMulNBits head's, and the counter counts the head too."""
     ours_export = export_checkpoint(fixture_path(CASE), tmp_path / "ours", target="ort-kernels", accuracy_level=0,
                                     lm_head="int4", weight_layout="tiles16", progress=False)  # fmt: skip
@@ -106,7 +106,7 @@ def test_int4_head_runs_in_our_kernel_and_gives_the_ort_targets_int4_head_logits
                                       lm_head="int4", progress=False)  # fmt: skip
     graph = onnx.load(str(ours_export.output / MODEL_FILE), load_external_data=False).graph
     (head,) = [n for n in graph.node if n.name == "lm_head/Int4MatMul"]
-    assert (head.domain, head.overload) == (int4_op.DOMAIN, "tiles16_zp")
+    assert (head.domain, head.overload) == (int4_op.DOMAIN, "tiles16")  # symmetric: no zero points
     assert not [n for n in graph.node if n.op_type == "MatMulNBits"]
     ours = OrtModel.open(ours_export.output, threads=2, kernels=ort_kernels_library)
     before = _count(library)
