@@ -178,3 +178,18 @@ def test_quantized_head_needs_the_ort_target(tmp_path: Path) -> None:
     with pytest.raises(Awq2TrtError, match="--lm-head"):
         export_checkpoint(fixture_path("llama-gemm-g64"), tmp_path / "x", target="ort", lm_head="int2")
     assert not (tmp_path / "x").exists()
+
+
+def test_int4_head_rule_keeps_zero_and_tiny_groups_finite() -> None:
+    """An all-zero group sits on the zero point; a group below fp16's range keeps a nonzero scale (no NaN)."""
+    from awq2trt.targets.lm_head import signed_max_groups
+
+    w = np.zeros((3, 32), np.float32)
+    w[1] = 1e-9
+    w[2, 5], w[2, 6] = 0.5, -0.25  # a positive peak: a negative scale, the peak on code 0
+    codes, scales = signed_max_groups(w, 4, 32)
+    assert np.all(scales != 0) and np.all(np.isfinite(scales))
+    assert np.all(codes[0] == 8) and np.all(codes[1] == 8)
+    assert scales[2, 0] == np.float32(np.float16(-0.5 / 8)) and codes[2, 5] == 0 and codes[2, 6] == 12
+    dequantized = (codes.astype(np.float32) - 8) * np.repeat(scales, 32, axis=1)
+    np.testing.assert_array_equal(dequantized[2, [5, 6]], [0.5, -0.25])

@@ -7,9 +7,12 @@ After ``fuse_gate_up`` a Llama-family MLP reads::
     y = Mul(Mul(gate, Sigmoid(gate)), up)
 
 This pass gives that Int4MatMul the ``epilogue = "silu_mul"`` attribute (`awq2trt.ir.int4_op`): its output is y
-itself, [.., I], and the Split, the Sigmoid and both Muls go.  Only ``ort-kernels`` runs it, for its library's
-kernel computes the epilogue on each task's gate and up rows while they are in cache; on a small model those four
-nodes, each a pass over [M, 2I] or [M, I] values plus a node's scheduling cost, are a twelfth of a decode step.
+itself, [.., I], and the Split, the Sigmoid and both Muls go (SmolLM2: 350 graph nodes become 230).  Only
+``ort-kernels`` runs it, for its library's kernel computes the epilogue on each task's gate and up rows while
+they are in cache.  Measured on SmolLM2 (Zen 4), decode moved by 1.01x and a batched 8-row step within noise:
+ONNX Runtime already fuses the Sigmoid and its Mul, and the rest is little work.  The graph is smaller and the
+numbers are the same; ``--disable-passes fuse_silu_mul`` keeps the four nodes (the CUDA provider's kernel needs
+that).
 
 The half width I must be a multiple of 16 (`awq2trt.cpu_layout.TILE_N`), so that the up half starts on a tile of
 the tiles16 layout; every Llama-family MLP is (SmolLM2 1536, Llama-7B 11008).  Anything else in the pattern (a
