@@ -76,25 +76,21 @@ NodeAttributes read_node_attributes(const Ort::ConstKernelInfo& info) {
       return fallback;  // absent: the schema's default
     }
   };
+  // A string attribute that must be one of two values; absent, the first (the schema's default).
+  auto choice = [&](const char* name, const std::string& fallback, const std::string& other) {
+    std::string value = fallback;
+    try {
+      value = info.GetAttribute<std::string>(name);
+    } catch (const Ort::Exception&) {
+    }
+    if (value != fallback && value != other) {
+      fail(a.node, std::string(name) + "='" + value + "' is not supported (\"" + fallback + "\" or \"" + other + "\")");
+    }
+    return value;
+  };
   a.k = attribute("K"), a.n = attribute("N"), a.group = attribute("block_size");
-  std::string layout = "rows";  // absent: the schema's default
-  try {
-    layout = info.GetAttribute<std::string>("weight_layout");
-  } catch (const Ort::Exception&) {
-  }
-  if (layout != "rows" && layout != "tiles16") {
-    fail(a.node, "weight_layout='" + layout + "' is not supported (\"rows\" or \"tiles16\")");
-  }
-  a.tiles16 = layout == "tiles16";
-  std::string epilogue = "none";
-  try {
-    epilogue = info.GetAttribute<std::string>("epilogue");
-  } catch (const Ort::Exception&) {
-  }
-  if (epilogue != "none" && epilogue != "silu_mul") {
-    fail(a.node, "epilogue='" + epilogue + "' is not supported (\"none\" or \"silu_mul\")");
-  }
-  a.silu_mul = epilogue == "silu_mul";
+  a.tiles16 = choice("weight_layout", "rows", "tiles16") == "tiles16";
+  a.silu_mul = choice("epilogue", "none", "silu_mul") == "silu_mul";
   const int64_t bits = optional_attribute("bits", 4);
   a.accuracy_level = optional_attribute("accuracy_level", 0);
   if (bits != 4) fail(a.node, "bits=" + std::to_string(bits) + " is not supported (only 4)");
