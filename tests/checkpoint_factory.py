@@ -55,7 +55,10 @@ def write_checkpoint(
     """Encode *layers* in *fmt* and save them over *shards* files (with an index when more than one)."""
     tensors: dict[str, np.ndarray] = dict(extra or {})
     for name, qw in layers.items():
-        for suffix, array in ENCODERS[fmt](qw).items():
+        # compressed-tensors omits the zero points of a symmetric weight; the checkpoint's scheme decides, not
+        # the values: a small asymmetric weight can draw zero points that are all 8.
+        encoded = encode_compressed(qw, symmetric=not zero_point) if fmt == "compressed-tensors" else ENCODERS[fmt](qw)
+        for suffix, array in encoded.items():
             tensors[f"{name}.{suffix}"] = array
     folder.mkdir(parents=True, exist_ok=True)
     names = sorted(tensors)
