@@ -82,7 +82,7 @@ class KernelsSpec:
 # The one kernel library this awq2trt knows (plugins/onnxruntime): what ort-kernels exports record and what
 # runtimes check a library against before ONNX Runtime loads it.  Bump the ABI with the library's.
 # 2: Int4MatMul gained the epilogue attribute (fuse_silu_mul).
-ORT_KERNELS = KernelsSpec(library="libawq2trt_ort", abi_version=2)
+ORT_KERNELS = KernelsSpec(library="libawq2trt_ort", abi_version=3)
 
 
 @dataclass(frozen=True)

@@ -243,8 +243,8 @@ def test_unsupported_attributes_fail_at_session_creation(
 
 
 def test_abi_hooks(library: Library) -> None:
-    """The runtime's contract: ABI version 2, and build info naming the version, the API and the paths."""
-    assert library.handle.awq2trt_ort_abi_version() == 2
+    """The runtime's contract: ABI version 3, and build info naming the version, the API and the paths."""
+    assert library.handle.awq2trt_ort_abi_version() == 3
     info = library.handle.awq2trt_ort_build_info().decode()
     pyproject = (ROOT / "pyproject.toml").read_text()
     version = next(line for line in pyproject.splitlines() if line.startswith("version")).split('"')[1]

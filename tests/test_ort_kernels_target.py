@@ -144,16 +144,20 @@ def test_graph_keeps_int4_nodes_with_bodies_and_the_sidecar_asks_for_the_library
     folder = Path(result.output)
     sidecar = Sidecar.read(folder)
     assert sidecar.target == "ort-kernels" and sidecar.kernels == ORT_KERNELS
-    assert json.loads((folder / SIDECAR_FILE).read_text())["kernels"] == {"library": "libawq2trt_ort", "abi_version": 2}
+    assert json.loads((folder / SIDECAR_FILE).read_text())["kernels"] == {"library": "libawq2trt_ort", "abi_version": 3}
     assert sidecar.target_options == {"accuracy_level": 0, "lm_head": "fp", "weight_layout": "rows"}  # level 0
     graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False)
-    int4 = [n for n in graph.graph.node if n.domain == "awq2trt"]
-    assert len(int4) == result.int4_nodes and {n.op_type for n in int4} == {"Int4MatMul"}
+    int4 = [n for n in graph.graph.node if n.domain == "awq2trt" and n.op_type == "Int4MatMul"]
+    assert len(int4) == result.int4_nodes
+    # own_gqa: every layer's attention is our op too (its decode steps run in our library)
+    ours = {n.op_type for n in graph.graph.node if n.domain == "awq2trt"}
+    assert ours == {"Int4MatMul", "GroupQueryAttention"}
     assert {a.i for n in int4 for a in n.attribute if a.name == "accuracy_level"} == {0}
     assert all(any(a.name == "accuracy_level" for a in n.attribute) for n in int4)
     ops = {n.op_type for n in graph.graph.node}
     assert {"GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= ops and "MatMulNBits" not in ops
-    assert {f.name for f in graph.functions} == {"Int4MatMul"}  # the bodies stay: still valid, runnable ONNX
+    # the bodies stay: still valid, runnable ONNX
+    assert {f.name for f in graph.functions} == {"Int4MatMul", "GroupQueryAttention"}
     assert not (folder / "genai_config.json").exists()  # GenAI would not load our library
 
 
@@ -196,7 +200,7 @@ def test_level_4_is_recorded_and_other_levels_are_one_line_errors(
 def _int4_weights(folder: Path) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
     model = onnx.load(str(folder / MODEL_FILE))  # the fixtures' weights are small: read them all
     arrays = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    nodes = [n for n in model.graph.node if n.domain == int4_op.DOMAIN]
+    nodes = [n for n in model.graph.node if n.domain == int4_op.DOMAIN and n.op_type == int4_op.OP_TYPE]
     return nodes, arrays
 
 
@@ -241,7 +245,11 @@ def test_tiles16_export_holds_the_tiles_and_stock_onnxruntime_gives_the_rows_log
     # every layer's gate/up carries the SwiGLU (fuse_silu_mul), so the bodies below run that epilogue too
     assert epilogues.count(int4_op.EPILOGUE_SILU_MUL) == Sidecar.read(tiles.output).passes["fuse_silu_mul"] > 0
     model = onnx.load(str(tiles.output / MODEL_FILE), load_external_data=False)
-    assert {(f.name, f.overload) for f in model.functions} == {("Int4MatMul", n.overload) for n in tile_nodes}
+    attention = [n for n in model.graph.node if n.op_type == "GroupQueryAttention"]
+    assert attention and {n.domain for n in attention} == {"awq2trt"}  # own_gqa: each layer's, one body for all
+    assert {(f.name, f.overload) for f in model.functions} == {("Int4MatMul", n.overload) for n in tile_nodes} | {
+        ("GroupQueryAttention", "attributes_0")
+    }
     assert any("bias" in n.overload for n in tile_nodes) == (case.startswith("qwen2"))
     got_ids, got = IrSession(tiles.output).greedy(IDS, 3)  # registers nothing: the bodies run
     want_ids, want = IrSession(rows.output).greedy(IDS, 3)
@@ -353,20 +361,20 @@ def test_bad_libraries_are_one_line_errors(
     not_ort = _tiny_library(tmp_path, "plain", "int awq2trt_ort_abi_version(void) { return 1; }\n")
     _user_error([*run, "--kernels", str(not_ort)], capsys, "RegisterCustomOps")
     other_abi = _tiny_library(tmp_path, "abi1", ENTRY + "int awq2trt_ort_abi_version(void) { return 1; }\n")
-    _user_error([*run, "--kernels", str(other_abi)], capsys, "awq2trt_ort_abi_version() = 2", "got 1")
+    _user_error([*run, "--kernels", str(other_abi)], capsys, "awq2trt_ort_abi_version() = 3", "got 1")
     no_abi = _tiny_library(tmp_path, "noabi", ENTRY)
     _user_error(["bench", folder, "--kernels", str(no_abi)], capsys, "exporting awq2trt_ort_abi_version")
 
 
-def test_the_abi_check_accepts_a_library_of_abi_2_and_reads_its_build_info(tmp_path: Path) -> None:
+def test_the_abi_check_accepts_a_library_of_abi_3_and_reads_its_build_info(tmp_path: Path) -> None:
     good = _tiny_library(
         tmp_path,
         "good",
-        ENTRY + "int awq2trt_ort_abi_version(void) { return 2; }\nconst char* awq2trt_ort_build_info(void) "
+        ENTRY + "int awq2trt_ort_abi_version(void) { return 3; }\nconst char* awq2trt_ort_build_info(void) "
         '{ return "test build"; }\n',
     )
     checked = kernel_lookup.check_library(good, "--kernels")
-    assert (checked.abi_version, checked.build_info) == (2, "test build")
+    assert (checked.abi_version, checked.build_info) == (3, "test build")
 
 
 def test_kernels_on_a_graph_without_int4_nodes_is_refused(
@@ -408,9 +416,9 @@ def test_a_real_process_exits_1_without_a_traceback(shared_export: Any, tmp_path
 def test_inspect_shows_the_requirement(shared_export: Any, capsys: pytest.CaptureFixture[str]) -> None:
     folder = str(_kernels_export(shared_export).output)
     assert main(["inspect", folder, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["kernels"] == {"library": "libawq2trt_ort", "abi_version": 2}
+    assert json.loads(capsys.readouterr().out)["kernels"] == {"library": "libawq2trt_ort", "abi_version": 3}
     assert main(["inspect", folder]) == 0
-    assert "kernel library libawq2trt_ort (ABI 2)" in capsys.readouterr().out
+    assert "kernel library libawq2trt_ort (ABI 3)" in capsys.readouterr().out
 
 
 # -- Triton's generate kind --------------------------------------------------------------------------------------
@@ -465,9 +473,9 @@ def test_a_tampered_kernels_field_is_one_error(shared_export: Any, ort_kernels_l
     folder = shutil.copytree(_kernels_export(shared_export).output, tmp_path / "copy")
     original = json.loads((folder / SIDECAR_FILE).read_text())
     cases = [
-        ({"library": "../libevil", "abi_version": 2}, "a library base name"),
+        ({"library": "../libevil", "abi_version": 3}, "a library base name"),
         ({"library": "libawq2trt_ort", "abi_version": "2"}, "kernels: abi_version"),
-        ({"library": "libother", "abi_version": 2}, "the one this awq2trt knows"),
+        ({"library": "libother", "abi_version": 3}, "the one this awq2trt knows"),
         ({"library": "libawq2trt_ort", "abi_version": 1}, "awq2trt_ort_abi_version() = 1"),
     ]
     for kernels, needle in cases:
@@ -484,7 +492,7 @@ def test_the_install_built_the_package_copy() -> None:
     if os.environ.get("AWQ2TRT_REQUIRE_PEERS") != "1" or not os.environ.get("ONNXRUNTIME_INCLUDE_DIR"):
         pytest.skip("checks the CI install (AWQ2TRT_REQUIRE_PEERS=1 with ONNXRUNTIME_INCLUDE_DIR set)")
     assert kernel_lookup.PACKAGE_COPY.is_file(), "scripts/venv-run's install did not build the kernel library"
-    assert kernel_lookup.check_library(kernel_lookup.PACKAGE_COPY, "the package").abi_version == 2
+    assert kernel_lookup.check_library(kernel_lookup.PACKAGE_COPY, "the package").abi_version == 3
 
 
 def _wheel(tmp_path: Path, headers: str | None) -> subprocess.CompletedProcess[str]:

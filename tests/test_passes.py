@@ -273,6 +273,63 @@ def test_fuse_gqa(name: str, window: int | None, packed: bool, tmp_path: Path) -
                 assert error <= 1e-5, (what, index, row, error)
 
 
+@pytest.mark.parametrize(("name", "packed"), [("attention_packed", True), ("attention_separate_sliding", False)])
+def test_own_gqa_takes_packed_nodes_and_their_body_is_onnxruntimes_op(name: str, packed: bool, tmp_path: Path) -> None:
+    """own_gqa (ort-kernels) moves the packed fp32 GroupQueryAttention into our domain with its attributes; the
+    attached function body lets stock ONNX Runtime (no library registered) run the graph to the same outputs.
+    Separate q/k/v stay com.microsoft's: our decode kernel reads packed rows only."""
+    import onnx_ir as ir
+
+    from awq2trt.ir import attention_op
+
+    register_ort_schemas()
+    config = {**ATTENTION_CONFIG, **({} if packed else {"sliding_window": 3})}
+    fused = _load(name)
+    run_passes(fused, "ort", enabled=["fuse_rotary", "fuse_gqa"], config=config)
+    ir.save(fused, tmp_path / "fused.onnx")
+    model = _load(name)
+    counts = run_passes(model, "ort-kernels", enabled=["fuse_rotary", "fuse_gqa", "own_gqa"], config=config)
+    assert counts["own_gqa"] == int(packed)
+    gqa = next(n for n in model.graph if n.op_type == "GroupQueryAttention")
+    assert gqa.domain == ("awq2trt" if packed else "com.microsoft")
+    assert attention_op.attach_functions(model) == int(packed)
+    if not packed:
+        return
+    reference = next(n for n in fused.graph if n.op_type == "GroupQueryAttention")
+    assert {k: a.value for k, a in gqa.attributes.items()} == {k: a.value for k, a in reference.attributes.items()}
+    assert gqa.overload == "attributes_0" and [f.name for f in model.functions.values()] == ["GroupQueryAttention"]
+    ir.save(model, tmp_path / "own.onnx")
+    for what, feeds, _, _ in _attention_cases():
+        for expected, actual in zip(
+            _run(tmp_path / "fused.onnx", feeds), _run(tmp_path / "own.onnx", feeds), strict=True
+        ):
+            np.testing.assert_array_equal(actual, expected, err_msg=what)
+
+
+def test_attention_functions_refuse_an_overload_shared_by_other_attributes() -> None:
+    from awq2trt.ir import attention_op
+
+    register_ort_schemas()
+    model = _load("attention_packed")
+    run_passes(model, "ort-kernels", enabled=["fuse_rotary", "fuse_gqa", "own_gqa"], config=ATTENTION_CONFIG)
+    import onnx_ir as ir
+
+    # The graph has one layer: a second node naming the first's overload with other attributes makes the clash.
+    gqa = next(n for n in model.graph if n.op_type == "GroupQueryAttention")
+    clone = ir.Node(
+        "awq2trt",
+        "GroupQueryAttention",
+        list(gqa.inputs),
+        attributes=[ir.AttrInt64("num_heads", 4)],
+        num_outputs=3,
+        overload=gqa.overload,
+        name="other",
+    )
+    model.graph.append(clone)
+    with pytest.raises(ValueError, match="overload 'attributes_0' is shared with"):
+        attention_op.attach_functions(model)
+
+
 def test_attention_without_a_cache_is_left_alone() -> None:
     """No past/present Concat: nothing says the runtime keeps a cache, so no GroupQueryAttention."""
     register_ort_schemas()
@@ -362,12 +419,14 @@ def test_manager_lists_in_declared_order() -> None:
         "fuse_skip_rmsnorm",
         "fuse_rotary",
         "fuse_gqa",
+        "own_gqa",
         "cleanup",
     ]
     assert DEFAULT_PASSES.names("ir") == ["fuse_qkv", "fuse_gate_up", "cleanup"]
-    assert DEFAULT_PASSES.names("ort") == [n for n in DEFAULT_PASSES.names() if n != "fuse_silu_mul"]
-    assert DEFAULT_PASSES.names("ort-kernels") == DEFAULT_PASSES.names()  # only our kernel computes the epilogue
-    assert len(DEFAULT_PASSES.describe().splitlines()) == 8
+    ours = ("fuse_silu_mul", "own_gqa")  # only our library computes the epilogue and runs our attention op
+    assert DEFAULT_PASSES.names("ort") == [n for n in DEFAULT_PASSES.names() if n not in ours]
+    assert DEFAULT_PASSES.names("ort-kernels") == DEFAULT_PASSES.names()
+    assert len(DEFAULT_PASSES.describe().splitlines()) == 9
 
 
 def test_targets_declare_their_passes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from awq2trt.passes.cleanup import cleanup
 from awq2trt.passes.fuse_int4 import fuse_gate_up, fuse_qkv
 from awq2trt.passes.manager import Pass, PassManager
 from awq2trt.passes.norms import fuse_rmsnorm, fuse_skip_rmsnorm
+from awq2trt.passes.own_attention import own_gqa
 from awq2trt.passes.rotary import fuse_rotary
 from awq2trt.passes.silu_mul import fuse_silu_mul
 
@@ -34,6 +35,12 @@ DEFAULT_PASSES = PassManager(
             "fuse_gqa",
             "attention + KV-cache Concat -> com.microsoft.GroupQueryAttention (awq2trt)",
             fuse_gqa,
+        ),
+        Pass(
+            "own_gqa",
+            "fp32 GroupQueryAttention -> awq2trt::GroupQueryAttention, whose decode step our kernel library computes"
+            " (awq2trt)",
+            own_gqa,
         ),
         Pass("cleanup", "remove dead nodes and initializers, sort topologically", cleanup),
     ]

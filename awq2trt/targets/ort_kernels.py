@@ -1,7 +1,8 @@
 """The ``ort-kernels`` target: the ``ort`` graph, but every int4 matmul runs in our own kernel library.
 
 Everything but the int4 lowering is the ``ort`` target's (the same passes, fused norms, rotary and
-GroupQueryAttention, plus ``fuse_silu_mul``, whose SwiGLU epilogue our kernel computes; the same ``--lm-head``
+GroupQueryAttention, plus ``fuse_silu_mul``, whose SwiGLU epilogue our kernel computes, and ``own_gqa``, which
+moves each GroupQueryAttention into our domain so the library computes its decode steps; the same ``--lm-head``
 choices: an int4 head becomes one more Int4MatMul, an int8 head a MatMulNBits, which our library does not
 implement).  Each ``awq2trt::Int4MatMul`` node stays as it is, with its function body attached so the graph is
 still valid ONNX that stock ONNX Runtime could run, and gains an ``accuracy_level`` attribute that the library's
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from awq2trt.errors import Awq2TrtError
-from awq2trt.ir import int4_op
+from awq2trt.ir import attention_op, int4_op
 from awq2trt.ir.graph import remap_initializer
 from awq2trt.sidecar import ORT_KERNELS, KernelsSpec, Sidecar
 from awq2trt.targets.base import DEFAULT_WEIGHT_LAYOUT, ExportOptions
@@ -106,8 +107,15 @@ class OrtKernelsTarget(OrtTarget):
         " needs the library at run time"
     )
     options = OrtTarget.options | {"weight_layout"}
-    # The ort target's passes plus the SwiGLU epilogue our kernel applies (awq2trt.passes.silu_mul).
-    passes: ClassVar[tuple[str, ...]] = (*OrtTarget.passes[:2], "fuse_silu_mul", *OrtTarget.passes[2:])
+    # The ort target's passes plus the SwiGLU epilogue our kernel applies (awq2trt.passes.silu_mul) and our decode
+    # attention (awq2trt.passes.own_attention), which takes fuse_gqa's nodes.
+    passes: ClassVar[tuple[str, ...]] = (
+        *OrtTarget.passes[:2],
+        "fuse_silu_mul",
+        *OrtTarget.passes[2:-1],
+        "own_gqa",
+        OrtTarget.passes[-1],
+    )
 
     def check_options(self, options: ExportOptions) -> None:
         super().check_options(options)  # the ort target's checks (--lm-head choices, levels 0..4), then ours
@@ -133,6 +141,7 @@ class OrtKernelsTarget(OrtTarget):
         if weight_layout(options) == int4_op.LAYOUT_TILES16:
             tile_weights(model)  # before the bodies: each node's overload names its layout
         int4_op.attach_functions(model)  # the bodies keep the graph valid ONNX (and a reference)
+        attention_op.attach_functions(model)  # own_gqa's nodes: their body is ONNX Runtime's op
         return count
 
     def kernels(self) -> KernelsSpec:

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <string>
 
+#include "attention_op.h"
 #include "dispatch.h"
 #include "int4_matmul_op.h"
 #ifdef AWQ2TRT_ORT_HAVE_CUDA
@@ -25,6 +26,7 @@ awq2trt_ort::Int4MatMulOp g_bf16_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16);
 awq2trt_ort::Int4MatMulCudaOp g_cuda_fp16_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
 awq2trt_ort::Int4MatMulCudaOp g_cuda_bf16_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16);
 #endif
+awq2trt_ort::AttentionOp g_attention_op;
 OrtCustomOpDomain* g_domain = nullptr;
 std::once_flag g_domain_once;
 
@@ -47,6 +49,7 @@ AWQ2TRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
       domain.Add(&g_fp32_op);
       domain.Add(&g_fp16_op);
       domain.Add(&g_bf16_op);
+      domain.Add(&g_attention_op);
 #ifdef AWQ2TRT_ORT_HAVE_CUDA
       domain.Add(&g_cuda_fp16_op);
       domain.Add(&g_cuda_bf16_op);
@@ -60,12 +63,13 @@ AWQ2TRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
   }
 }
 
-// The runtime's contract with this library: this file's hooks and op awq2trt::Int4MatMul with the IR's inputs and
-// attributes (accuracy_level 0 and 4, weight_layout rows and tiles16); 2 added the epilogue attribute (silu_mul),
-// which a library of 1 would ignore and so compute the wrong output.  Bumped whenever either changes
+// The runtime's contract with this library: this file's hooks, op awq2trt::Int4MatMul with the IR's inputs and
+// attributes (accuracy_level 0 and 4, weight_layout rows and tiles16) and op awq2trt::GroupQueryAttention; 2 added
+// the epilogue attribute (silu_mul), which a library of 1 would ignore and so compute the wrong output; 3 added
+// GroupQueryAttention, which a library of 2 would leave to its function body.  Bumped whenever either changes
 // incompatibly, so a runtime can refuse a library built for another contract with one clear error instead of
 // running it.
-AWQ2TRT_EXPORT int awq2trt_ort_abi_version(void) { return 2; }
+AWQ2TRT_EXPORT int awq2trt_ort_abi_version(void) { return 3; }
 
 // "awq2trt_ort 0.1.0; ONNX Runtime API 21; paths scalar avx2 avx512 avx512vnni[; cuda sm_80 sm_90]": what a bug
 // report needs, and what the runtime reads to know whether --provider cuda has kernels here.
@@ -80,6 +84,12 @@ AWQ2TRT_EXPORT const char* awq2trt_ort_build_info(void) {
 }
 
 AWQ2TRT_EXPORT uint64_t awq2trt_ort_compute_count() { return awq2trt_ort::compute_count(); }
+
+// awq2trt::GroupQueryAttention's calls: those our decode kernel took, and those handed to ONNX Runtime's kernel.
+AWQ2TRT_EXPORT uint64_t awq2trt_ort_attention_decode_count() { return awq2trt_ort::attention_decode_count(); }
+AWQ2TRT_EXPORT uint64_t awq2trt_ort_attention_handed_over_count() {
+  return awq2trt_ort::attention_handed_over_count();
+}
 
 // The CUDA kernel's Compute calls (0 in a build without CUDA).
 AWQ2TRT_EXPORT uint64_t awq2trt_ort_cuda_compute_count() {
