@@ -132,6 +132,7 @@ VARIANT_SUFFIXES = {
     "nogqa": (", all passes but GroupQueryAttention", ["--disable-passes", "fuse_gqa"]),
     "nogateup": (", gate and up unfused", ["--disable-passes", "fuse_gate_up"]),
     "nosilu": (", SwiGLU not in the kernel", ["--disable-passes", "fuse_silu_mul"]),  # ort-kernels' own pass
+    "ortgqa": (", ONNX Runtime's attention", ["--disable-passes", "own_gqa"]),  # ort-kernels' own pass
 }
 
 
@@ -151,8 +152,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lm-head",
         default="fp,int4",
         help="our variants: export --lm-head values, comma-separated, each optionally with +nofuse (the graph"
-        " before the passes), +nogqa (all passes but fuse_gqa), +nogateup (all but fuse_gate_up) or +nosilu"
-        " (ours-kernels: all but fuse_silu_mul) (default: fp,int4)",
+        " before the passes), +nogqa (all passes but fuse_gqa), +nogateup (all but fuse_gate_up), +nosilu"
+        " (ours-kernels: all but fuse_silu_mul) or +ortgqa (ours-kernels: all but own_gqa) (default: fp,int4)",
     )
     add("--accuracy-level", type=int, default=None, help="our export's --accuracy-level (default: the CLI's own, 4)")
     add("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
@@ -478,7 +479,8 @@ def prepare_ours(
 ) -> Engine:
     # A variant is an --lm-head value, optionally "+nofuse" for the graph before the passes (export --no-fuse),
     # "+nogqa" for every pass but GroupQueryAttention (its attention and KV Concat stay standard ops) or
-    # "+nogateup" for every pass but the gate/up fusion, or "+nosilu" for every pass but ort-kernels' SwiGLU epilogue.
+    # "+nogateup" for every pass but the gate/up fusion, "+nosilu" for every pass but ort-kernels' SwiGLU epilogue,
+    # or "+ortgqa" for every pass but ort-kernels' own attention (ONNX Runtime's GroupQueryAttention stays).
     head, _, suffix = variant.partition("+")
     if suffix not in VARIANT_SUFFIXES:
         choices = " or ".join("+" + key for key in VARIANT_SUFFIXES if key)
