@@ -3,8 +3,8 @@
 
 Only ``ort-kernels`` runs it, after ``fuse_gqa``.  The node keeps its inputs, outputs and attributes; the library
 computes a decode step (one new token per row on the shared KV buffer) itself and hands prefill and every other
-call to ONNX Runtime's kernel.  Why: ONNX Runtime's CPU kernel spends about 14 us a node on fixed costs and reads
-the cache at about half the memory's speed; ours reads each key and value once per group of query heads
+call to ONNX Runtime's kernel.  Why: ONNX Runtime's CPU kernel takes about twice our time per node and reads the
+cache at about half the memory's speed; ours reads each key and value once per group of query heads
 (plugins/onnxruntime/src/attention_op.h).  ``--disable-passes own_gqa`` keeps ONNX Runtime's op.
 """
 

@@ -45,7 +45,7 @@ constexpr int64_t kMinSpan = 32;
 constexpr int64_t kMaxSplits = 64;
 
 // Below this many bytes of keys and values to read, one thread computes the step: waking the pool costs more
-// than the reads (SmolLM2, 2 threads: 20 us for a 100-position step parallel, 12 us serial).
+// than the reads (SmolLM2, 100 positions, cache hot: 17 us a node on 2 threads, 12.5 us on one).
 constexpr int64_t kSerialCacheBytes = int64_t{192} << 10;
 bool serial_cache_bytes(int64_t floats_per_cache) { return 2 * floats_per_cache * 4 < kSerialCacheBytes; }
 
