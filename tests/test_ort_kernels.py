@@ -480,3 +480,60 @@ def test_ir_export_gives_the_function_bodys_logits_through_our_kernel(
     for step, (got, want) in enumerate(zip(logits_ours, logits_body, strict=True)):
         scale = float(np.abs(want).max())
         assert float(np.abs(got - want).max()) <= 1e-4 * max(scale, 1.0), f"step {step}"
+
+
+def _split_positions(k: int, span: int) -> np.ndarray:
+    """Where each k goes when every span of *span* k's is its even k's then its odd k's (the rest of a row that
+    is not a whole span: spans of 32), the activation order plugins/onnxruntime/src/int4_problem.h describes."""
+    index = np.arange(k)
+    if span == 0:
+        return index
+    spans = np.where(index < k // span * span, span, 32)
+    return (index & ~(spans - 1)) + (index & 1) * (spans // 2) + ((index & (spans - 1)) >> 1)
+
+
+def _numpy_activation_blocks(a: np.ndarray, group: int, span: int) -> tuple[np.ndarray, ...]:
+    """accuracy_level 4's blocks in numpy float32: scale amax / 127, codes rint(a * (127 / amax)) (ties to even)."""
+    m, k = a.shape
+    blocks = a.reshape(m, k // group, group)
+    amax = np.abs(blocks).max(axis=2)
+    scale = (amax / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inverse = np.where(amax > 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+    codes = np.clip(np.rint(blocks * inverse[:, :, None]), -127, 127).astype(np.int8)
+    sums = (scale * codes.astype(np.int32).sum(axis=2).astype(np.float32)).astype(np.float32)
+    ordered = np.empty((m, k), np.int8)
+    ordered[:, _split_positions(k, span)] = codes.reshape(m, k)
+    return ordered, scale, sums
+
+
+@pytest.mark.parametrize(("k", "group"), [(576, 64), (160, 32), (1536, 16), (384, 128), (4096, 2048)])
+@pytest.mark.parametrize("span", [0, 8, 32, 128])
+def test_activation_quantizers_match_numpy(library: Library, k: int, group: int, span: int) -> None:
+    """The scalar and AVX-512 quantizers of level 4 write numpy's int8 blocks bit for bit, in every split order,
+    with ties rounded to even and an all-zero block."""
+    quantize = library.handle.awq2trt_ort_quantize_activations
+    quantize.restype = ctypes.c_int
+    rng = np.random.default_rng(k + group + span)
+    a = (rng.standard_normal((5, k)) * rng.choice([0.01, 1.0, 300.0], size=(5, 1))).astype(np.float32)
+    a[1, :group] = 0.0  # a block of zeros: scale 0, codes 0
+    # amax 127 makes the factor exactly 1, so these halves are exact ties that must go to the even neighbour.
+    a[2, :group] = np.resize(np.array([127.0, 2.5, -3.5, 0.5, -0.5, 1.5, 126.5], np.float32), group)
+    want = _numpy_activation_blocks(a, group, span)
+    ran = []
+    for path, name in enumerate(("scalar", "avx512")):
+        codes = np.full((5, k), 99, np.int8)
+        scales, sums = np.zeros((5, k // group), np.float32), np.zeros((5, k // group), np.float32)
+        pointer = ctypes.c_void_p
+        if not quantize(
+            path, pointer(a.ctypes.data), ctypes.c_int64(5), ctypes.c_int64(k), ctypes.c_int64(group),
+            ctypes.c_int(span), pointer(codes.ctypes.data), pointer(scales.ctypes.data), pointer(sums.ctypes.data),
+        ):  # fmt: skip
+            continue
+        ran.append(name)
+        np.testing.assert_array_equal(codes, want[0], err_msg=name)
+        np.testing.assert_array_equal(scales, want[1], err_msg=name)
+        np.testing.assert_array_equal(sums, want[2], err_msg=name)
+    assert ran[0] == "scalar"
+    if "avx512bw" in _cpu_flags():
+        assert ran == ["scalar", "avx512"], "this CPU has AVX-512 BW: the vector quantizer must have run"

@@ -11,6 +11,7 @@
 
 #include "decode_attention.h"
 #include "node_checks.h"
+#include "scratch.h"
 
 namespace awq2trt_ort {
 namespace {
@@ -47,6 +48,12 @@ constexpr int64_t kMaxSplits = 64;
 // Below this many bytes of keys and values to read, one thread computes the step: waking the pool costs more
 // than the reads (SmolLM2, 100 positions, cache hot: 17 us a node on 2 threads, 12.5 us on one).
 constexpr int64_t kSerialCacheBytes = int64_t{192} << 10;
+// The calling thread's reused scratch of a decode step (scratch.h), one vector per buffer.
+struct DecodeBuffers {
+  std::vector<float> rotated, partial_max, partial_sum, partial_values;
+  std::vector<int64_t> begin, end;
+};
+
 bool serial_cache_bytes(int64_t floats_per_cache) { return 2 * floats_per_cache * 4 < kSerialCacheBytes; }
 
 int64_t choose_splits(int64_t rows_times_kv_heads, int64_t longest) {
@@ -194,8 +201,13 @@ bool AttentionKernel::compute_decode(Ort::KernelContext& ctx, int64_t head_size,
   float* key_cache = present_key.GetTensorMutableData<float>();
   float* value_cache = present_value.GetTensorMutableData<float>();
   const int64_t row_width = (p.heads + 2 * p.kv_heads) * d;
-  std::vector<float> rotated(static_cast<size_t>(p.batch * p.heads * d));
-  std::vector<int64_t> begin(static_cast<size_t>(p.batch)), end(static_cast<size_t>(p.batch));
+  thread_local DecodeBuffers buffers;
+  Scratch<float> rotated_buffer(buffers.rotated), max_buffer(buffers.partial_max), sum_buffer(buffers.partial_sum);
+  Scratch<float> values_buffer(buffers.partial_values);
+  Scratch<int64_t> begin_buffer(buffers.begin), end_buffer(buffers.end);
+  float* rotated = rotated_buffer.get(static_cast<size_t>(p.batch * p.heads * d));
+  int64_t* begin = begin_buffer.get(static_cast<size_t>(p.batch));
+  int64_t* end = end_buffer.get(static_cast<size_t>(p.batch));
   int64_t longest = 0;
   for (int64_t row = 0; row < p.batch; ++row) {
     // seqlens_k: the row's valid positions minus one, the new token's included: it goes at that index.
@@ -215,7 +227,7 @@ bool AttentionKernel::compute_decode(Ort::KernelContext& ctx, int64_t head_size,
     const float* c = a.do_rotary != 0 ? cos.GetTensorData<float>() + position * (rotary_dim / 2) : nullptr;
     const float* s = a.do_rotary != 0 ? sin.GetTensorData<float>() + position * (rotary_dim / 2) : nullptr;
     for (int64_t head = 0; head < p.heads; ++head) {
-      float* out = rotated.data() + (row * p.heads + head) * d;
+      float* out = rotated + (row * p.heads + head) * d;
       if (c != nullptr) {
         rotate(q + head * d, c, s, rotary_dim, d, out);
       } else {
@@ -239,10 +251,11 @@ bool AttentionKernel::compute_decode(Ort::KernelContext& ctx, int64_t head_size,
   }
   p.splits = choose_splits(p.batch * p.kv_heads, longest);
   const size_t slots = static_cast<size_t>(p.batch * p.heads * p.splits);
-  std::vector<float> partial_max(slots), partial_sum(slots), partial_values(slots * static_cast<size_t>(d));
-  p.query = rotated.data(), p.key_cache = key_cache, p.value_cache = value_cache;
-  p.begin = begin.data(), p.end = end.data();
-  p.partial_max = partial_max.data(), p.partial_sum = partial_sum.data(), p.partial_values = partial_values.data();
+  p.query = rotated, p.key_cache = key_cache, p.value_cache = value_cache;
+  p.begin = begin, p.end = end;
+  // Every task writes all its slots, an empty span's included (decode_attention.h).
+  p.partial_max = max_buffer.get(slots), p.partial_sum = sum_buffer.get(slots);
+  p.partial_values = values_buffer.get(slots * static_cast<size_t>(d));
   p.output = output.GetTensorMutableData<float>();
   const size_t tasks = static_cast<size_t>(p.batch * p.kv_heads * p.splits);
   if (tasks == 1 || serial_cache_bytes(p.batch * p.kv_heads * longest * d)) {

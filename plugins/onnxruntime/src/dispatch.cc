@@ -69,14 +69,31 @@ bool force_path(int path) {
   return true;
 }
 
+namespace {
+
+PathPlan compute_plan(const Int4Problem& p);
+
+}  // namespace
+
 PathPlan plan_for(const Int4Problem& p) {
+  PathPlan plan = compute_plan(p);
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
+  // The int8 plans of the AVX-512 path all need VNNI, hence AVX512BW, which the vector quantizer's packing uses.
+  if (p.int8_activations && plan.path == Path::kAvx512) plan.quantize = quantize_activations_avx512;
+#endif
+  return plan;
+}
+
+namespace {
+
+PathPlan compute_plan(const Int4Problem& p) {
   if (p.tiles16) {
 #if defined(AWQ2TRT_HAVE_X86_PATHS)
     if (p.int8_activations && active_path() == Path::kAvx512 && has_vnni()) return {int8_tiles_avx512, Path::kAvx512, 8};
 #endif
     Int4Problem rows = p;
     rows.tiles16 = false;
-    PathPlan plan = plan_for(rows);
+    PathPlan plan = compute_plan(rows);
     plan.untile = true;
     plan.rows_per_task = (plan.rows_per_task + 15) / 16 * 16;
     return plan;
@@ -105,6 +122,8 @@ PathPlan plan_for(const Int4Problem& p) {
 #endif
   return {int4_rows_scalar, Path::kScalar, 0};
 }
+
+}  // namespace
 
 void note_last_path(Path path) { g_last.store(static_cast<int>(path), std::memory_order_relaxed); }
 

@@ -10,6 +10,7 @@ namespace awq2trt_ort {
 enum class Path : int { kScalar = 0, kAvx512 = 1, kAvx2 = 2 };
 
 using RowsFn = void (*)(const Int4Problem&, int64_t, int64_t);
+using QuantizeFn = void (*)(const float*, int64_t, int64_t, int, int64_t, int64_t, int8_t*, float*, float*);
 
 struct PathPlan {
   RowsFn rows;
@@ -21,6 +22,8 @@ struct PathPlan {
   // A tiles16 problem on a path that reads rows: each task turns its rows back into the rows layout first
   // (untile_rows) and runs `rows` on that slice; rows_per_task is then a multiple of 16.
   bool untile = false;
+  // accuracy_level 4: what makes a_q (every quantizer writes the same bits; the path's own instruction set).
+  QuantizeFn quantize = quantize_activations;
 };
 
 // Exact mode on AVX-512 switches from the per-row table loop to the blocked GEMM (which reads A in k order, not

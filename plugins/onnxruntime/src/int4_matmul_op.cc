@@ -12,6 +12,7 @@
 #include "dispatch.h"
 #include "int4_problem.h"
 #include "node_checks.h"
+#include "scratch.h"
 #include "silu_mul.h"
 
 namespace awq2trt_ort {
@@ -81,6 +82,7 @@ void run_task(void* data, size_t task) {
 // accuracy_level 4: the activations' int8 blocks, rows of A split across the pool like rows of Y.
 struct QuantizeJob {
   const Int4Problem* problem;
+  QuantizeFn quantize;
   int split_span;
   int8_t* a_q;
   float *a_scale, *a_sum;
@@ -88,12 +90,18 @@ struct QuantizeJob {
 
 constexpr int64_t kActivationRowsPerTask = 8;
 
+// The calling thread's reused scratch (scratch.h), one vector per buffer.
+struct CallBuffers {
+  std::vector<float> product, a_split, a_scale, a_sum;
+  std::vector<int8_t> a_q;
+};
+
 void quantize_task(void* data, size_t task) {
   const QuantizeJob& job = *static_cast<const QuantizeJob*>(data);
   const Int4Problem& p = *job.problem;
   const int64_t begin = static_cast<int64_t>(task) * kActivationRowsPerTask;
-  quantize_activations(p.a, p.k, p.group, job.split_span, begin, std::min(begin + kActivationRowsPerTask, p.m), job.a_q,
-                       job.a_scale, job.a_sum);
+  job.quantize(p.a, p.k, p.group, job.split_span, begin, std::min(begin + kActivationRowsPerTask, p.m), job.a_q,
+               job.a_scale, job.a_sum);
 }
 
 }  // namespace
@@ -139,30 +147,28 @@ void Int4MatMulKernel::Compute(Ort::KernelContext& ctx) const {
     y32.resize(static_cast<size_t>(m * columns));
     p.a = a32.data(), p.scales = s32.data(), p.bias = bias_value ? bias32.data() : nullptr, out = y32.data();
   }
-  std::vector<float> product;  // the silu_mul epilogue's [M, N] gate and up columns
-  if (attributes_.silu_mul) product.resize(static_cast<size_t>(m * n));
-  p.y = attributes_.silu_mul ? product.data() : out;
+  thread_local CallBuffers buffers;
+  Scratch<float> product(buffers.product), a_split(buffers.a_split), a_scale(buffers.a_scale), a_sum(buffers.a_sum);
+  Scratch<int8_t> a_q(buffers.a_q);
+  // The silu_mul epilogue's [M, N] gate and up columns.
+  p.y = attributes_.silu_mul ? product.get(static_cast<size_t>(m * n)) : out;
 
   p.int8_activations = attributes_.accuracy_level == 4;
   const PathPlan plan = plan_for(p);
-  std::vector<float> a_split, a_scale, a_sum;
-  std::vector<int8_t> a_q;
   if (p.int8_activations) {
-    a_q.resize(static_cast<size_t>(m * k));
-    a_scale.resize(static_cast<size_t>(m * groups));
-    a_sum.resize(static_cast<size_t>(m * groups));
-    QuantizeJob job{&p, plan.split_span, a_q.data(), a_scale.data(), a_sum.data()};
+    QuantizeJob job{&p, plan.quantize, plan.split_span, a_q.get(static_cast<size_t>(m * k)),
+                    a_scale.get(static_cast<size_t>(m * groups)), a_sum.get(static_cast<size_t>(m * groups))};
     const size_t tasks = static_cast<size_t>((m + kActivationRowsPerTask - 1) / kActivationRowsPerTask);
     if (tasks == 1) {
       quantize_task(&job, 0);  // decode: a few microseconds of work, less than waking the pool
     } else {
       ctx.ParallelFor(quantize_task, tasks, 0, &job);
     }
-    p.a_q = a_q.data(), p.a_scale = a_scale.data(), p.a_sum = a_sum.data();
+    p.a_q = job.a_q, p.a_scale = job.a_scale, p.a_sum = job.a_sum;
   } else if (plan.split_span != 0) {
-    a_split.resize(static_cast<size_t>(m * k));
-    split_activations(p.a, m, k, a_split.data());
-    p.a_split = a_split.data();
+    float* split = a_split.get(static_cast<size_t>(m * k));
+    split_activations(p.a, m, k, split);
+    p.a_split = split;
   }
   Job job{&p, plan.rows, plan.rows_per_task, plan.untile};
   if (attributes_.silu_mul) job.half = columns, job.out = out;

@@ -71,5 +71,9 @@ void split_activations(const float* a, int64_t m, int64_t k, float* out);
 // its rest goes in spans of 32.
 void quantize_activations(const float* a, int64_t k, int64_t group, int split_span, int64_t m_begin, int64_t m_end,
                           int8_t* a_q, float* a_scale, float* a_sum);
+// The same blocks, bit for bit, on AVX-512F + BW (activation_layout_avx512.cc): what the int8 plans of the AVX-512
+// path use (PathPlan::quantize).
+void quantize_activations_avx512(const float* a, int64_t k, int64_t group, int split_span, int64_t m_begin,
+                                 int64_t m_end, int8_t* a_q, float* a_scale, float* a_sum);
 
 }  // namespace awq2trt_ort

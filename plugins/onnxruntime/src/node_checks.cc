@@ -31,6 +31,24 @@ void check_static_shapes(const Ort::ConstKernelInfo& info, const NodeAttributes&
   }
 }
 
+// The real shapes of the inputs that are constant initializers, once (read_node_inputs then skips them).
+void check_constant_inputs(const Ort::ConstKernelInfo& info, NodeAttributes& a) {
+  const char* names[] = {"A", "B", "scales", "zero_points", "bias"};
+  for (size_t i = 1; i < info.GetInputCount() && i < 5; ++i) {
+    int is_constant = 0;
+    Ort::ConstValue value{nullptr};
+    try {
+      value = info.GetTensorConstantInput(i, &is_constant);
+    } catch (const Ort::Exception&) {
+      continue;  // an omitted optional input
+    }
+    if (is_constant == 0 || !value) continue;
+    const std::vector<int64_t> want = i == 1 ? codes_dims(a) : i == 4 ? std::vector<int64_t>{a.n} : scales_dims(a);
+    expect_dims(a.node, names[i], value.GetTensorTypeAndShapeInfo().GetShape(), want);
+    a.constant_input[i] = true;
+  }
+}
+
 }  // namespace
 
 std::vector<int64_t> codes_dims(const NodeAttributes& node) {
@@ -112,6 +130,7 @@ NodeAttributes read_node_attributes(const Ort::ConstKernelInfo& info) {
                      " is not supported (0: fp32 activations, 4: int8 activations per block)");
   }
   check_static_shapes(info, a);
+  check_constant_inputs(info, a);
   return a;
 }
 
@@ -126,14 +145,19 @@ NodeInputs read_node_inputs(Ort::KernelContext& ctx, const NodeAttributes& node)
   in.m = 1;
   for (size_t i = 0; i + 1 < a_dims.size(); ++i) in.m *= a_dims[i];
   in.b = ctx.GetInput(1), in.scales = ctx.GetInput(2);
-  expect_dims(node.node, "B", in.b.GetTensorTypeAndShapeInfo().GetShape(), codes_dims(node));
-  expect_dims(node.node, "scales", in.scales.GetTensorTypeAndShapeInfo().GetShape(), scales_dims(node));
   if (count > 3) in.zero_points = ctx.GetInput(3);
   if (count > 4) in.bias = ctx.GetInput(4);
-  if (in.zero_points) {
+  // Each check makes a shape object and vectors in ONNX Runtime: a constant's was done at session creation.
+  if (!node.constant_input[1]) expect_dims(node.node, "B", in.b.GetTensorTypeAndShapeInfo().GetShape(), codes_dims(node));
+  if (!node.constant_input[2]) {
+    expect_dims(node.node, "scales", in.scales.GetTensorTypeAndShapeInfo().GetShape(), scales_dims(node));
+  }
+  if (in.zero_points && !node.constant_input[3]) {
     expect_dims(node.node, "zero_points", in.zero_points.GetTensorTypeAndShapeInfo().GetShape(), scales_dims(node));
   }
-  if (in.bias) expect_dims(node.node, "bias", in.bias.GetTensorTypeAndShapeInfo().GetShape(), {node.n});
+  if (in.bias && !node.constant_input[4]) {
+    expect_dims(node.node, "bias", in.bias.GetTensorTypeAndShapeInfo().GetShape(), {node.n});
+  }
   in.y_dims = a_dims;
   in.y_dims.back() = node.output_columns();
   return in;

@@ -24,6 +24,9 @@ struct NodeAttributes {
   // epilogue "silu_mul" (awq2trt/passes/silu_mul.py): the N product columns are a gate half and an up half, and Y
   // is silu(gate) * up, N / 2 columns; "none" (the default): Y is the product.
   bool silu_mul = false;
+  // Inputs B, scales, zero_points and bias (1..4) that are constant initializers, whose shapes were checked at
+  // session creation: a constant cannot change between runs, so Compute does not check them again.
+  bool constant_input[5] = {false, false, false, false, false};
   int64_t output_columns() const { return silu_mul ? n / 2 : n; }
 };
 

@@ -112,3 +112,21 @@ AWQ2TRT_EXPORT const char* awq2trt_ort_last_path() {
   const int path = static_cast<int>(awq2trt_ort::last_path());
   return path < 0 ? "none" : awq2trt_ort::path_name(static_cast<awq2trt_ort::Path>(path));
 }
+
+// accuracy_level 4's activation blocks [m, k] as one path makes them (0: the scalar loop, 1: AVX-512F + BW), in
+// the order split_span asks: the tests compare both with a numpy reference.  Returns 0 when this CPU or build
+// cannot run the path.
+AWQ2TRT_EXPORT int awq2trt_ort_quantize_activations(int path, const float* a, int64_t m, int64_t k, int64_t group,
+                                                    int split_span, int8_t* a_q, float* a_scale, float* a_sum) {
+  if (path == 0) {
+    awq2trt_ort::quantize_activations(a, k, group, split_span, 0, m, a_q, a_scale, a_sum);
+    return 1;
+  }
+#if defined(AWQ2TRT_HAVE_X86_PATHS)
+  if (path == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+    awq2trt_ort::quantize_activations_avx512(a, k, group, split_span, 0, m, a_q, a_scale, a_sum);
+    return 1;
+  }
+#endif
+  return 0;
+}
