@@ -3,7 +3,7 @@ com.microsoft.GroupQueryAttention: the same graph, the same inputs, the runtime'
 an empty past, then decode steps on one shared KV buffer bound as past and present).
 
 Our library computes the decode steps and hands the prefill to ONNX Runtime's kernel; the counters prove which
-ran.  The scalar and AVX-512 paths are each forced in turn where the CPU runs them.
+ran.  The scalar, AVX-512 and AVX2 paths are each forced in turn where the CPU runs them.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def library(ort_kernels_library: Path) -> Library:
 @pytest.fixture
 def each_path(library: Library) -> Iterator[list[str]]:
     try:
-        yield [path for path in ("scalar", "avx512") if library.force(path)]
+        yield [path for path in ("scalar", "avx512", "avx2") if library.force(path)]
     finally:
         library.force(None)
 

@@ -51,6 +51,7 @@ void decode_attention_task(const DecodeAttentionProblem& p, int64_t task) {
   if (active_path() == Path::kAvx512 && p.head_size % 16 == 0 && p.head_size <= 256) {
     return decode_attention_task_avx512(p, task);
   }
+  if (active_path() == Path::kAvx2 && p.head_size % 8 == 0) return decode_attention_task_avx2(p, task);
 #endif
   decode_attention_task_scalar(p, task);
 }

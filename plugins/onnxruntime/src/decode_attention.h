@@ -41,7 +41,9 @@ inline void split_span(const DecodeAttentionProblem& p, int64_t row, int64_t spl
 // Task t = (row, kv_head, split) in that order; tasks = batch * kv_heads * splits.
 void decode_attention_task_scalar(const DecodeAttentionProblem& p, int64_t task);
 void decode_attention_task_avx512(const DecodeAttentionProblem& p, int64_t task);
-// The one the active path (dispatch.h) runs: AVX-512 for head sizes that are a multiple of 16 up to 256.
+void decode_attention_task_avx2(const DecodeAttentionProblem& p, int64_t task);
+// The one the active path (dispatch.h) runs: AVX-512 for head sizes that are a multiple of 16 up to 256, AVX2 for
+// multiples of 8; the scalar reference otherwise.
 void decode_attention_task(const DecodeAttentionProblem& p, int64_t task);
 
 // output[row, head] from the row's partials (serial: heads * splits * head_size flops).
