@@ -215,6 +215,24 @@ def test_bad_shape_at_run_time_is_an_error_not_a_crash(library: Library) -> None
         library.session(proto.SerializeToString()).run(None, {"A": np.zeros((3, 100), np.float32)})
 
 
+def test_weights_fed_at_run_time_are_shape_checked_every_call(library: Library) -> None:
+    """Constant initializers are shape-checked once at session creation; B fed as a graph input is not constant,
+    so a wrong shape in a run is still one error naming the node, never a read past the buffer."""
+    import onnx
+
+    model, _, _ = _int4_node_model(192, 37, 64, True, False, np.float32, rank=2)
+    proto = onnx.load_from_string(model)
+    codes = next(t for t in proto.graph.initializer if t.name == proto.graph.node[0].input[1])
+    good = numpy_helper.to_array(codes)
+    proto.graph.initializer.remove(codes)
+    proto.graph.input.append(helper.make_tensor_value_info(codes.name, TensorProto.UINT8, ["n", "row_bytes"]))
+    session = library.session(proto.SerializeToString())
+    a = np.zeros((2, 192), np.float32)
+    assert session.run(None, {"A": a, codes.name: good})[0].shape == (2, 37)
+    with pytest.raises(Exception, match=r"'the_node': B has shape \[37, 48\], expected \[37, 96\]"):
+        session.run(None, {"A": a, codes.name: good[:, :48].copy()})
+
+
 @pytest.mark.parametrize(
     ("attribute", "value", "message"),
     [
