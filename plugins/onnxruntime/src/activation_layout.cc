@@ -2,23 +2,10 @@
 // the de-interleaved fp32 order of the SIMD paths (Int4Problem::a_split) and the int8 blocks of accuracy_level 4.
 #include <cmath>
 
+#include "activation_order.h"
 #include "int4_problem.h"
 
 namespace awq2trt_ort {
-namespace {
-
-// Position of k when each span of `span` k's (a power of two) is its even k's then its odd k's: with 32, the order
-// of the low and high nibbles of 16 packed bytes (a_split); with 8, of the nibbles of 4 bytes (the int8 GEMM).
-inline int64_t split_index(int64_t k, int64_t span) {
-  return (k & ~(span - 1)) + (k & 1) * (span / 2) + ((k & (span - 1)) >> 1);
-}
-
-// Spans of `span` k's while whole, the rest of the row (K is a multiple of 32) in spans of 32.
-inline int64_t row_index(int64_t k, int64_t span, int64_t k_total) {
-  return k < k_total / span * span ? split_index(k, span) : split_index(k, 32);
-}
-
-}  // namespace
 
 void split_activations(const float* a, int64_t m, int64_t k, float* out) {
   for (int64_t row = 0; row < m; ++row) {

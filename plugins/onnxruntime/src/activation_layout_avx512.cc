@@ -8,17 +8,11 @@
 
 #include <cstring>
 
+#include "activation_order.h"
 #include "int4_problem.h"
 
 namespace awq2trt_ort {
 namespace {
-
-// Position of k in the activation row when each span of `span` k's is its even k's then its odd k's (the same
-// order as activation_layout.cc's: spans of `span` while whole, the rest of the row in spans of 32).
-inline int64_t split_position(int64_t k, int64_t span, int64_t k_total) {
-  if (k >= k_total / span * span) span = 32;
-  return (k & ~(span - 1)) + (k & 1) * (span / 2) + ((k & (span - 1)) >> 1);
-}
 
 // One block of `group` k's (a multiple of 16) into int8 codes in k order; returns their sum.
 int32_t quantize_block(const float* in, int64_t group, float inverse, int8_t* codes) {
@@ -71,7 +65,7 @@ void quantize_activations_avx512(const float* a, int64_t k, int64_t group, int s
             _mm_storeu_si128(reinterpret_cast<__m128i*>(out + first + j), _mm_shuffle_epi8(v, spans_of_8));
           }
         } else {
-          for (int64_t j = 0; j < length; ++j) out[split_position(first + j, split_span, k)] = codes[j];
+          for (int64_t j = 0; j < length; ++j) out[row_index(first + j, split_span, k)] = codes[j];
         }
       }
       a_scale[row * groups + g] = scale;
