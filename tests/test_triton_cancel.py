@@ -31,13 +31,21 @@ from awq2trt.triton.local_server import LocalServer
 from awq2trt.triton.repository import DEFAULT_MAX_CONTEXT, write_repository
 from awq2trt.triton.server_env import ensure_server_env
 from awq2trt.triton.serving import TextGenerator
-from tests.triton_streams import cancellations, grpc_stream, new_cancellations, next_event, open_sse
+from tests.triton_streams import (
+    QUEUED,
+    LogFollower,
+    cancellations,
+    grpc_stream,
+    new_cancellations,
+    next_event,
+    open_sse,
+)
 
 CASE = "llama-gemm-g64"
 NAME = "tiny"
 PROMPT = "The quick brown fox jumps over the lazy dog and"  # greedy: no EOS before the context is full
 QUEUED_PROMPT = "1 2 3 4 5 6 7 8 9 10 11 12"
-QUEUED_ROUNDS = 8  # full sets of slots queued ahead of the request cancelled while it waits
+QUEUED_ROUNDS = 12  # full sets of slots queued ahead of the request cancelled while it waits
 ASKED = 2000  # more than the context holds: the answer's length is the context's bound
 
 
@@ -68,7 +76,8 @@ class Served:
 def served(folder: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Served]:
     repo = tmp_path_factory.mktemp(f"cancel-{request.param}") / "repo"
     write_repository(folder, repo, name=NAME, max_batch=request.param)
-    with LocalServer(ensure_server_env(cache_dir()), repo, repo.parent / "server.log") as running:
+    # Verbose level 1 logs each request's state, so the cancel test can tell when its request is queued.
+    with LocalServer(ensure_server_env(cache_dir()), repo, repo.parent / "server.log", log_verbose=1) as running:
         yield Served(running, request.param)
 
 
@@ -130,24 +139,31 @@ def test_request_cancelled_while_queued_is_not_prefilled(served: Served) -> None
     (Triton 2.51 still hands it to the model, so the model checks before the prefill)."""
     server, slots = served.server, served.max_batch
     seen = len(cancellations(server))
+    log = LogFollower(server)
     running = [_Reader(server) for _ in range(slots)]
     for reader in running:
         reader.start()
     for reader in running:
         assert reader.started.wait(timeout=60)  # every slot holds a request now
-    # More behind them: a fixture answer decodes in a quarter of a second, so this queue (some two seconds of
+    # More behind them: a fixture answer decodes in a quarter of a second, so this queue (some three seconds of
     # decoding) is what keeps the cancelled request waiting until the test has cancelled it.
     waiting = [_Reader(server) for _ in range(QUEUED_ROUNDS * slots)]
     for reader in waiting:
         reader.start()
-    time.sleep(0.05)  # they reach the server first
-    client, _ = grpc_stream(server, NAME, QUEUED_PROMPT, ASKED)
     try:
-        time.sleep(0.05)  # the request reaches the server and waits behind them
-        assert not all(r.started.is_set() for r in waiting), "the queue ran dry before the cancel: nothing to test"
-        client.stop_stream(cancel_requests=True)
+        # The order is the server's, not the clients': wait until it has queued them all, then the request to
+        # cancel, and cancel only then (a cancel the server gets before it has queued the request never reaches
+        # the model, and a fixed pause was too short on a loaded machine).
+        log.wait_for(QUEUED, count=len(running) + len(waiting))
+        client, _ = grpc_stream(server, NAME, QUEUED_PROMPT, ASKED, request_id="cancelled-while-queued")
+        try:
+            log.wait_for(b"[request id: cancelled-while-queued] " + QUEUED)
+            assert not all(r.started.is_set() for r in waiting), "the queue ran dry before the cancel: nothing to test"
+            client.stop_stream(cancel_requests=True)
+        finally:
+            client.close()
     finally:
-        client.close()
+        log.close()
     for reader in (*running, *waiting):
         reader.join(timeout=60)
     assert [spent for spent, _ in new_cancellations(server, seen)] == [0]

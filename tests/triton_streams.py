@@ -43,6 +43,35 @@ def new_cancellations(server: LocalServer, seen: int, count: int = 1, timeout: f
     return found[seen:]
 
 
+# What tritonserver --log-verbose=1 logs once a request is in its model's queue.
+QUEUED = b"Setting state from INITIALIZED to PENDING"
+
+
+class LogFollower:
+    """The lines a server (started with ``log_verbose=1``) logs from now on, read as they come: a request a client
+    has sent may still sit in the client's or the server's buffers, where a cancel never reaches the model, so a
+    test that needs a request queued waits for the server to say so."""
+
+    def __init__(self, server: LocalServer) -> None:
+        self.log = open(server.log, "rb")  # noqa: SIM115 (closed by close())
+        self.log.seek(0, 2)
+        self.partial = b""  # a line the server had not finished writing
+
+    def wait_for(self, text: bytes, count: int = 1, timeout: float = 30) -> None:
+        """Return once *count* more lines holding *text* have been logged."""
+        deadline = time.monotonic() + timeout
+        while count > 0:
+            lines = (self.partial + self.log.read()).split(b"\n")
+            self.partial = lines.pop()
+            count -= sum(text in line for line in lines)
+            if count > 0:
+                assert time.monotonic() < deadline, f"{count} more lines with {text!r} not logged within {timeout} s"
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        self.log.close()
+
+
 # -- clients ---------------------------------------------------------------------------------------------------
 
 
@@ -65,12 +94,16 @@ def next_event(answer: Any) -> dict[str, Any] | None:
     return None
 
 
-def grpc_stream(server: LocalServer, name: str, prompt: str, tokens: int) -> tuple[Any, queue.Queue[tuple[Any, Any]]]:
+def grpc_stream(
+    server: LocalServer, name: str, prompt: str, tokens: int, request_id: str = ""
+) -> tuple[Any, queue.Queue[tuple[Any, Any]]]:
     """A gRPC stream with one request sent: (the client, its answers as they come)."""
     client = grpcclient.InferenceServerClient(server.grpc_url)
     answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
     client.start_stream(callback=lambda result, error: answers.put((result, error)))
     tensor = grpcclient.InferInput("text_input", [1], "BYTES")
     tensor.set_data_from_numpy(np.array([prompt.encode()], dtype=object))
-    client.async_stream_infer(name, [tensor], parameters={"max_tokens": tokens}, enable_empty_final_response=True)
+    client.async_stream_infer(
+        name, [tensor], request_id=request_id, parameters={"max_tokens": tokens}, enable_empty_final_response=True
+    )
     return client, answers

@@ -26,9 +26,13 @@ def free_port() -> int:
 
 
 class LocalServer:
-    def __init__(self, env: ServerEnv, repository: Path, log: Path, http_port: int = 0, grpc_port: int = 0) -> None:
-        """Ports 0: free ones, picked now."""
-        self.env, self.repository, self.log = env, repository, log
+    def __init__(
+        self, env: ServerEnv, repository: Path, log: Path, http_port: int = 0, grpc_port: int = 0, log_verbose: int = 0
+    ) -> None:
+        """Ports 0: free ones, picked now.  *log_verbose* is tritonserver's ``--log-verbose`` level: at 1 the log
+        traces each request's state (``[request id: ID] Setting state from INITIALIZED to PENDING`` once it is in
+        the model's queue), which is how a test knows a request has reached the server."""
+        self.env, self.repository, self.log, self.log_verbose = env, repository, log, log_verbose
         self.http_port, self.grpc_port = http_port or free_port(), grpc_port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -52,6 +56,8 @@ class LocalServer:
             "--allow-metrics=false",
             "--exit-timeout-secs=10",
         ]
+        if self.log_verbose:
+            argv.append(f"--log-verbose={self.log_verbose}")
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, env=self.env.environment(), start_new_session=True
